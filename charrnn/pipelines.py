@@ -1,0 +1,127 @@
+"""tf.data pipelines: shuffled overlapping windows (stateless) and parallel streams (stateful).
+
+Ids come from `CharTokenizer` (1..vocab_size). The model's classes are `id - 1`
+(0..vocab_size-1), as in the seed, which subtracted 1 after tokenizing:
+targets are `id - 1`, one-hot inputs are `one_hot(id - 1, vocab_size)` (so a
+padding id 0 becomes an all-zero vector), and id inputs are the ids themselves
+(for an `Embedding` with `input_dim = vocab_size + 1`, 0 free for masking).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def model_inputs(ids, vocab_size: int, one_hot: bool):
+    """What the model reads for token `ids`: one-hot vectors or the ids themselves."""
+    return tf.one_hot(ids - 1, vocab_size) if one_hot else ids
+
+
+def _check(ids, n_steps: int, batch_size: int, vocab_size: int | None, what: str) -> np.ndarray:
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be a 1-D integer array, got shape {ids.shape} {ids.dtype}.")
+    for name, value in (("n_steps", n_steps), ("batch_size", batch_size), ("vocab_size", vocab_size)):
+        if value is not None and int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}.")
+    if vocab_size is not None and ids.size and (ids.min() < 1 or ids.max() > vocab_size):
+        raise ValueError(
+            f"ids must be in 1..vocab_size={vocab_size}, got {ids.min()}..{ids.max()}: "
+            "were they encoded with this tokenizer?"
+        )
+    if len(ids) < n_steps + 1:
+        raise ValueError(
+            f"{what} has {len(ids)} characters, fewer than one window of n_steps + 1 = "
+            f"{n_steps + 1}. Use more text or a smaller n_steps."
+        )
+    return ids.astype(np.int32)
+
+
+def _to_xy(vocab_size: int, one_hot: bool):
+    def split(windows):
+        return model_inputs(windows[..., :-1], vocab_size, one_hot), windows[..., 1:] - 1
+
+    return split
+
+
+def count_windows(n_ids: int, n_steps: int, shift: int) -> int:
+    return (n_ids - n_steps - 1) // shift + 1
+
+
+def shuffled_windows(
+    ids,
+    n_steps: int = 100,
+    shift: int = 1,
+    batch_size: int = 32,
+    *,
+    vocab_size: int,
+    one_hot: bool = True,
+    shuffle: bool = True,
+    shuffle_buffer: int | None = None,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (X, Y) windows of `n_steps` characters, one every `shift` characters.
+
+    The same windows as the seed's `window()` / `flat_map()` chain, but the
+    dataset holds only window start offsets and gathers each batch from one
+    constant tensor, which is much faster. `shuffle_buffer=None` shuffles all
+    windows (the starts are small ints, so a full shuffle costs little).
+    """
+    ids = _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
+    if shift < 1:
+        raise ValueError(f"shift must be a positive integer, got {shift}.")
+    n_windows = count_windows(len(ids), n_steps, shift)
+    starts = tf.data.Dataset.range(0, n_windows * shift, shift)
+    if shuffle:
+        starts = starts.shuffle(shuffle_buffer or n_windows, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        starts = starts.repeat()
+    corpus = tf.constant(ids)
+    offsets = tf.range(n_steps + 1, dtype=tf.int64)
+    dataset = starts.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        lambda s: tf.gather(corpus, s[:, None] + offsets[None, :]), num_parallel_calls=AUTOTUNE
+    )
+    return dataset.map(_to_xy(vocab_size, one_hot), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def stream_windows(ids, n_steps: int = 100, batch_size: int = 32) -> np.ndarray:
+    """The stateful layout as an array of shape (n_batches, batch_size, n_steps + 1).
+
+    The ids are cut into `batch_size` contiguous parts (`np.array_split`, as the
+    seed did); each part into consecutive windows that overlap by one character
+    (the last input of one window is the first of the next, so targets line up).
+    Row i of batch k continues row i of batch k - 1 exactly. All parts yield the
+    same number of windows as the shortest, like the seed's `Dataset.zip`.
+    """
+    ids = _check(ids, n_steps, batch_size, None, "The id sequence")
+    parts = np.array_split(ids, batch_size)
+    n_batches = (min(len(p) for p in parts) - 1) // n_steps
+    if n_batches < 1:
+        raise ValueError(
+            f"{len(ids)} characters cut into {batch_size} streams give streams of "
+            f"{min(len(p) for p in parts)} characters, fewer than one window of "
+            f"{n_steps + 1}. Use fewer streams (batch_size) or a smaller n_steps."
+        )
+    index = np.arange(n_batches)[:, None] * n_steps + np.arange(n_steps + 1)[None, :]
+    return np.stack([part[index] for part in parts], axis=1)
+
+
+def stateful_streams(
+    ids,
+    n_steps: int = 100,
+    batch_size: int = 32,
+    *,
+    vocab_size: int,
+    one_hot: bool = True,
+) -> tf.data.Dataset:
+    """Batches for a stateful model: `batch_size` parallel streams read in order."""
+    _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
+    windows = stream_windows(ids, n_steps, batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices(windows)
+    return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)

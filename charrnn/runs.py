@@ -1,0 +1,141 @@
+"""The run directory: what a run writes beside its model, and loading it back.
+
+    outputs/runs/<run>/
+        config.json        every training parameter
+        environment.json   Python / TensorFlow / Keras / NumPy versions, platform, git commit, corpus sha256
+        tokenizer.json     the vocabulary
+        history.csv        one row per epoch (loss, accuracy, bpc, and their val_ twins)
+        model.keras        the final model (written when training ends)
+        best.keras         the model with the lowest validation loss so far
+        backup/            resume state while a run is unfinished (removed when it ends)
+        *.png, samples.txt, <notebook>.ipynb   figures, generated text, the executed notebook
+
+A run folder is self-describing: `load_run` needs nothing but its path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from charrnn.atomic import atomic_path, write_json, write_text
+from charrnn.data import PROJECT_ROOT
+from charrnn.tokenizer import CharTokenizer
+
+MODEL_FILE = "model.keras"
+BEST_FILE = "best.keras"
+HISTORY_FILE = "history.csv"
+
+
+def git_commit() -> str:
+    """The project's commit, with '-dirty' when the work tree has changes; 'unknown' outside git."""
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10
+        )
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_record(corpus_sha256: str | None) -> dict:
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "git_commit": git_commit(),
+        "corpus_sha256": corpus_sha256,
+    }
+
+
+def write_run_records(run_dir: Path, config: dict, tokenizer: CharTokenizer, corpus_sha256) -> None:
+    write_json(run_dir / "config.json", config)
+    write_json(run_dir / "environment.json", environment_record(corpus_sha256))
+    tokenizer.save(run_dir / "tokenizer.json")
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save a `.keras` file atomically: a crash mid-save never leaves a file that looks complete."""
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
+    """history.csv as columns: {'epoch': [...], 'loss': [...], 'val_loss': [...], ...}."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns: dict[str, list[float]] = {key: [] for key in (rows[0] if rows else {})}
+    for row in rows:
+        for key, value in row.items():
+            columns[key].append(int(value) if key == "epoch" else float(value))
+    return columns
+
+
+def save_samples(run_dir: str | os.PathLike, samples: dict[str, str]) -> Path:
+    """Write generated text, one headed section per setting (e.g. 'temperature 0.2')."""
+    path = Path(run_dir) / "samples.txt"
+    write_text(path, "".join(f"=== {title} ===\n{text}\n\n" for title, text in samples.items()))
+    return path
+
+
+@dataclass
+class Run:
+    path: Path
+    model: keras.Model
+    tokenizer: CharTokenizer
+    config: dict
+    environment: dict
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
+    """Load a finished run (or its best checkpoint with checkpoint='best.keras')."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
+    model_path = run_dir / checkpoint
+    if not model_path.is_file():
+        hint = (
+            "the run has not finished: run training again with the same run name to resume it"
+            if (run_dir / "backup").exists()
+            else "train the run first, or pass checkpoint='best.keras'"
+        )
+        raise FileNotFoundError(f"Run folder {run_dir} has no {checkpoint}: {hint}.")
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as err:  # Keras raises several types for a damaged zip/h5
+        raise ValueError(
+            f"{model_path} could not be loaded ({type(err).__name__}: {err}). The file is damaged "
+            "or not a Keras model; retrain the run or use another checkpoint."
+        ) from None
+    for name in ("config.json", "environment.json"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"Run folder {run_dir} has no {name}; it is not a charrnn run.")
+    return Run(
+        path=run_dir,
+        model=model,
+        tokenizer=CharTokenizer.load(run_dir / "tokenizer.json"),
+        config=json.loads((run_dir / "config.json").read_text()),
+        environment=json.loads((run_dir / "environment.json").read_text()),
+    )
