@@ -1,0 +1,30 @@
+"""Shared fixtures: a slice of the real corpus, prepared once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of test logs
+
+import pytest  # noqa: E402
+
+from charrnn.data import find_corpus, prepare_data, read_text  # noqa: E402
+
+TINY_CHARS = 40_000  # enough for a few hundred windows of 100 and a 10% validation split
+
+
+@pytest.fixture(scope="session")
+def corpus_path():
+    """tiny Shakespeare, from the cache that .ci/run fills (or $CHARRNN_DATA)."""
+    return find_corpus()
+
+
+@pytest.fixture(scope="session")
+def tiny_text(corpus_path):
+    return read_text(corpus_path)[:TINY_CHARS]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_text, tmp_path_factory):
+    """PreparedData for the first TINY_CHARS characters (lower-cased, 90/10 split)."""
+    return prepare_data(tiny_text, tmp_path_factory.mktemp("data") / "tiny")
