@@ -9,6 +9,7 @@ OUT := outputs
 DATASET ?= tinyshakespeare
 DATA_DIR := $(OUT)/data/$(DATASET)
 TIMEOUT ?= 7200
+export TF_CPP_MIN_LOG_LEVEL := 2
 PAPERMILL := $(PY) -m papermill --log-output --execution-timeout $(TIMEOUT) --cwd notebooks -k python3
 
 # Stateless run (notebook 02): 10 epochs of 1000 batches, about 20 min on 2 CPU cores.

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,12 @@ def find_corpus(path: str | os.PathLike | None = None) -> Path:
     if path is not None:
         return Path(path)
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
+        from_env = Path(os.environ[ENV_VAR])
+        if not from_env.is_file():
+            raise FileNotFoundError(
+                f"${ENV_VAR} is set to {from_env}, which is not a file. Fix or unset the variable."
+            )
+        return from_env
     cached = CACHE_DIR / SHAKESPEARE_FILENAME
     if cached.is_file():
         actual = sha256_of(cached)
@@ -117,7 +123,7 @@ def find_corpus(path: str | os.PathLike | None = None) -> Path:
                 "file's path explicitly."
             )
         return cached
-    return download_corpus()
+    return download_corpus(cache_dir=CACHE_DIR)  # the cache looked in above, not the default bound at import
 
 
 def load_corpus(path: str | os.PathLike | None = None, min_chars: int = 1) -> str:
@@ -129,7 +135,8 @@ def split_ids(ids: np.ndarray, train_fraction: float = 0.9) -> tuple[np.ndarray,
     """Time-ordered split: the first `train_fraction` trains, the rest validates."""
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be strictly between 0 and 1, got {train_fraction}.")
-    cut = int(len(ids) * train_fraction)
+    # Exact decimal arithmetic: int(90 * 0.7) is 62 in floating point, the first 70% of 90 is 63.
+    cut = int(len(ids) * Fraction(str(train_fraction)))
     return ids[:cut], ids[cut:]
 
 
@@ -184,7 +191,7 @@ def load_prepared(data_dir: str | os.PathLike) -> PreparedData:
             f"No prepared data in {data_dir} (meta.json is missing). Run notebook 01 "
             "(`make data`) first, or point data_dir at its output folder."
         )
-    meta = json.loads((data_dir / "meta.json").read_text())
+    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     tokenizer = CharTokenizer.load(data_dir / "tokenizer.json")
     train_ids = np.load(data_dir / "train.npy")
     val_ids = np.load(data_dir / "val.npy")

@@ -32,8 +32,14 @@ def build_model(
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-    if stateful and not batch_size:
-        raise ValueError("A stateful model needs batch_size (the number of parallel streams).")
+    if embedding_dim is not None and embedding_dim < 1:
+        raise ValueError(
+            f"embedding_dim must be a positive integer, or None for one-hot inputs; got {embedding_dim}."
+        )
+    if stateful and (batch_size is None or batch_size < 1):
+        raise ValueError(
+            f"A stateful model needs batch_size (the number of parallel streams), got {batch_size}."
+        )
     feature_shape = (None,) if embedding_dim else (None, vocab_size)
     if stateful:
         inputs = keras.Input(batch_shape=(batch_size, *feature_shape), name="chars")

@@ -83,11 +83,13 @@ def shuffled_windows(
         starts = starts.repeat()
     corpus = tf.constant(ids)
     offsets = tf.range(n_steps + 1, dtype=tf.int64)
+    to_xy = _to_xy(vocab_size, one_hot)
     dataset = starts.batch(batch_size, drop_remainder=drop_remainder)
+    # One map per batch: gather the windows by index, then split and encode them.
     dataset = dataset.map(
-        lambda s: tf.gather(corpus, s[:, None] + offsets[None, :]), num_parallel_calls=AUTOTUNE
+        lambda s: to_xy(tf.gather(corpus, s[:, None] + offsets[None, :])), num_parallel_calls=AUTOTUNE
     )
-    return dataset.map(_to_xy(vocab_size, one_hot), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
 
 
 def stream_windows(ids, n_steps: int = 100, batch_size: int = 32) -> np.ndarray:

@@ -139,3 +139,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
         config=json.loads((run_dir / "config.json").read_text()),
         environment=json.loads((run_dir / "environment.json").read_text()),
     )
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"Run folder {run_dir} has no config.json; it is not a charrnn run.")
+    return json.loads(path.read_text())

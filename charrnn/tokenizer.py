@@ -76,7 +76,12 @@ class CharTokenizer:
             raise FileNotFoundError(f"Tokenizer file {path} does not exist.")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(data["chars"], lower=data["lower"])
+            chars, lower = data["chars"], data["lower"]
+            if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+                raise TypeError("chars must be a list of single characters")
+            if not isinstance(lower, bool):
+                raise TypeError("lower must be true or false")
+            return cls(chars, lower=lower)
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"Tokenizer file {path} is not a saved CharTokenizer ({err}).") from None
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from charrnn.data import PreparedData
 from charrnn.model import ResetStatesCallback, build_model, compile_model
-from charrnn.pipelines import shuffled_windows, stateful_streams
+from charrnn.pipelines import count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
     BEST_FILE,
     HISTORY_FILE,
@@ -211,3 +211,14 @@ def train(
     save_model(model, run_dir / MODEL_FILE)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # only once the final model is safe
     return model, read_history(run_dir)
+
+
+def chars_per_epoch(config: dict, n_train_ids: int) -> int:
+    """Training characters (targets) one epoch of `config` reads, to compare runs fairly."""
+    n_steps, batch_size, steps = config["n_steps"], config["batch_size"], config["steps_per_epoch"]
+    if config["stateful"]:
+        batches = (n_train_ids // batch_size - 1) // n_steps
+        return min(batches, steps or batches) * batch_size * n_steps
+    if steps:
+        return steps * batch_size * n_steps
+    return count_windows(n_train_ids, n_steps, config["shift"]) * n_steps

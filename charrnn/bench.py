@@ -1,0 +1,150 @@
+"""Benchmarks against the seed's own approach, measured in one run: `python -m charrnn.bench`.
+
+Prints a table and writes outputs/bench/bench.json (figures, ratios, environment).
+Rows:
+  pipeline    batches/s of `shuffled_windows` vs the seed's window/flat_map/shuffle(10000)/batch/one-hot chain
+  training    training characters/s, seed hyperparameters, this package vs the seed's Keras construction
+  generation  characters/s of the state-carrying Generator (1 and 16 streams) vs the seed's complete_text
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from charrnn.atomic import write_json
+from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
+from charrnn.model import build_model, compile_model
+from charrnn.pipelines import shuffled_windows
+from charrnn.runs import environment_record
+from charrnn.tokenizer import CharTokenizer
+
+N_STEPS, BATCH_SIZE = 100, 32  # the seed's
+
+
+def seed_window_chain(encoded: np.ndarray, max_id: int) -> tf.data.Dataset:
+    """The seed's stateless pipeline, verbatim apart from names (`encoded` = ids - 1)."""
+    dataset = tf.data.Dataset.from_tensor_slices(encoded)
+    dataset = dataset.window(N_STEPS + 1, shift=1, drop_remainder=True)
+    dataset = dataset.flat_map(lambda window: window.batch(N_STEPS + 1))
+    dataset = dataset.shuffle(10000).batch(BATCH_SIZE)
+    dataset = dataset.map(lambda windows: (windows[:, :-1], windows[:, 1:]))
+    dataset = dataset.map(lambda X_batch, Y_batch: (tf.one_hot(X_batch, depth=max_id), Y_batch))
+    return dataset.prefetch(1)
+
+
+def seed_model(max_id: int) -> keras.Model:
+    """The seed's stateless model, in Keras 3 spelling (Input instead of input_shape)."""
+    model = keras.Sequential([
+        keras.Input(shape=(None, max_id)),
+        keras.layers.GRU(128, return_sequences=True, dropout=0.2),
+        keras.layers.GRU(128, return_sequences=True, dropout=0.2),
+        keras.layers.TimeDistributed(keras.layers.Dense(max_id, activation="softmax")),
+    ])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    return model
+
+
+def batches_per_second(dataset: tf.data.Dataset, n_batches: int, warmup: int = 5) -> float:
+    iterator = iter(dataset)
+    for _ in range(warmup):  # the first batches include filling shuffle buffers
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(n_batches):
+        next(iterator)
+    return n_batches / (time.perf_counter() - start)
+
+
+def training_chars_per_second(model: keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
+    dataset = dataset.repeat()
+    model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * BATCH_SIZE * N_STEPS / (time.perf_counter() - start)
+
+
+def bench_pipeline(train_ids, vocab_size, quick):
+    ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
+    seed = seed_window_chain(train_ids - 1, vocab_size)
+    ours_rate = batches_per_second(ours, 300 if quick else 3000)
+    seed_rate = batches_per_second(seed, 30 if quick else 200)
+    return {"name": "pipeline", "unit": "batches/s", "ours": ours_rate, "seed": seed_rate}
+
+
+def bench_training(train_ids, vocab_size, quick):
+    steps = 10 if quick else 60
+    ours_data = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
+    ours = training_chars_per_second(compile_model(build_model(vocab_size)), ours_data, steps)
+    seed = training_chars_per_second(
+        seed_model(vocab_size), seed_window_chain(train_ids - 1, vocab_size), steps)
+    return {"name": "training (2xGRU128, one-hot, batch 32x100)", "unit": "chars/s",
+            "ours": ours, "seed": seed}
+
+
+def bench_generation(tokenizer, quick):
+    from charrnn.generate import Generator, complete_text
+
+    model = build_model(tokenizer.vocab_size)  # speed does not depend on the weights
+    generator = Generator(model, tokenizer)
+    n_fast = 500 if quick else 5000
+    reference_chars = 50 if quick else 200
+    rows = []
+    generator.generate(["the "], 10, seed=0)  # trace and compile once
+    for streams in (1, 16):
+        generator.generate(["the "] * streams, 10, seed=0)
+        start = time.perf_counter()
+        generator.generate(["the "] * streams, n_fast, seed=0)
+        rows.append((streams, streams * n_fast / (time.perf_counter() - start)))
+    complete_text(model, tokenizer, "the ", 2)  # trace
+    start = time.perf_counter()
+    complete_text(model, tokenizer, "the ", reference_chars)
+    reference = reference_chars / (time.perf_counter() - start)
+    return [
+        {"name": f"generation, {streams} stream{'s' if streams > 1 else ''} "
+                 f"vs complete_text {reference_chars} chars",
+         "unit": "chars/s", "ours": rate, "seed": reference}
+        for streams, rate in rows
+    ]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["pipeline", "training", "generation"], action="append",
+                        help="run only these rows (repeatable); default: all")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions (a smoke test, noisier figures)")
+    parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "bench.json")
+    args = parser.parse_args(argv)
+    only = set(args.only or ["pipeline", "training", "generation"])
+
+    text = load_corpus()
+    tokenizer = CharTokenizer.fit(text)
+    train_ids, _ = split_ids(tokenizer.encode(text))
+    rows = []
+    if "pipeline" in only:
+        rows.append(bench_pipeline(train_ids, tokenizer.vocab_size, args.quick))
+    if "training" in only:
+        rows.append(bench_training(train_ids, tokenizer.vocab_size, args.quick))
+    if "generation" in only:
+        rows.extend(bench_generation(tokenizer, args.quick))
+    for row in rows:
+        row["ratio"] = row["ours"] / row["seed"]
+
+    print(f"{'benchmark':<58} {'unit':>10} {'charrnn':>12} {'seed':>12} {'ratio':>9}")
+    for row in rows:
+        print(f"{row['name']:<58} {row['unit']:>10} {row['ours']:>12,.1f} {row['seed']:>12,.1f} "
+              f"{row['ratio']:>8.1f}x")
+    result = {"rows": rows, "quick": args.quick, "environment": environment_record(None)}
+    write_json(args.out, result)
+    print(f"written: {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

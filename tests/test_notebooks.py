@@ -1,0 +1,103 @@
+"""Every notebook runs headlessly through papermill on tiny parameters: the integration tests.
+
+The notebooks run in name order on one temporary outputs folder (01 prepares the data that 02
+and 03 train on; 04 generates from 03's run). Executed copies are kept in that folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+import yaml
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+PARAMS = yaml.safe_load((Path(__file__).with_name("notebooks.yaml")).read_text())
+NOTEBOOKS = sorted(path.name for path in NOTEBOOK_DIR.glob("*.ipynb"))
+TIMEOUT_PER_CELL = 600  # seconds: a stuck kernel fails instead of hanging CI
+
+
+def code_cells(name):
+    notebook = json.loads((NOTEBOOK_DIR / name).read_text())
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def test_every_notebook_has_tiny_parameters():
+    missing = sorted(set(NOTEBOOKS) - set(PARAMS))
+    assert not missing, f"add tiny parameters for {missing} to tests/notebooks.yaml"
+    assert not sorted(set(PARAMS) - set(NOTEBOOKS)), "tests/notebooks.yaml names notebooks that do not exist"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_thin_and_clean(name):
+    cells = code_cells(name)
+    tags = cells[0].get("metadata", {}).get("tags", [])
+    assert "parameters" in tags, "the first code cell must be tagged 'parameters'"
+    sources = ["".join(cell["source"]) for cell in cells]
+    lines = [line.lstrip() for src in sources for line in src.splitlines()]
+    defs = [line for line in lines if line.startswith(("def ", "class "))]
+    assert not defs, f"move functions and classes into charrnn/: {defs}"
+    assert not any(cell.get("outputs") for cell in cells), "commit notebooks without outputs"
+    params = PARAMS.get(name, {})
+    parameters_source = sources[0]
+    unknown = [key for key in params if f"{key} =" not in parameters_source]
+    assert not unknown, f"tests/notebooks.yaml sets {unknown}, which the parameters cell does not define"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs(name, outputs):
+    params = {
+        key: value.replace("{outputs}", str(outputs)) if isinstance(value, str) else value
+        for key, value in PARAMS[name].items()
+    }
+    executed = outputs / "executed" / name
+    executed.parent.mkdir(exist_ok=True)
+    # Raises PapermillExecutionError carrying the failing cell's traceback.
+    papermill.execute_notebook(
+        str(NOTEBOOK_DIR / name), str(executed), parameters=params, cwd=str(NOTEBOOK_DIR),
+        kernel_name="python3", execution_timeout=TIMEOUT_PER_CELL, log_output=True, progress_bar=False,
+    )
+    assert executed.is_file()
+    EXPECTED_FILES[name](outputs)
+
+
+def _prepared(outputs):
+    folder = outputs / "data" / "tiny"
+    assert {"tokenizer.json", "train.npy", "val.npy", "meta.json", "char_frequency.png"} <= _names(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["corpus_chars"] == 40000 and meta["train_chars"] == 36000
+
+
+def _run(folder_name, extra=()):
+    def check(outputs):
+        folder = outputs / "runs" / folder_name
+        expected = {"config.json", "environment.json", "tokenizer.json", "history.csv", "model.keras",
+                    "best.keras", "loss_curves.png", "samples.txt", *extra}
+        assert expected <= _names(folder)
+        assert not (folder / "backup").exists()
+    return check
+
+
+def _generated(outputs):
+    folder = outputs / "runs" / "stateful-tiny"
+    assert any(name.startswith("samples") and name != "samples.txt" for name in _names(folder))
+
+
+def _names(folder):
+    return {path.name for path in Path(folder).iterdir()}
+
+
+EXPECTED_FILES = {
+    "01_data_prep.ipynb": _prepared,
+    "02_train_stateless.ipynb": _run("stateless-tiny"),
+    "03_train_stateful.ipynb": _run("stateful-tiny", extra={"stateful_vs_stateless.png"}),
+    "04_generate.ipynb": _generated,
+}
