@@ -51,6 +51,14 @@ class TrainConfig:
         for name in ("units", "n_layers", "n_steps", "shift", "batch_size", "epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        for name in ("steps_per_epoch", "validation_steps", "embedding_dim", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if not self.run_name or os.sep in self.run_name:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
 
@@ -206,6 +214,7 @@ def train(
         epochs=config.epochs,
         steps_per_epoch=None if config.stateful else config.steps_per_epoch,
         callbacks=[*callbacks, *extra_callbacks],
+        shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
         verbose=verbose,
     )
     save_model(model, run_dir / MODEL_FILE)

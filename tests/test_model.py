@@ -1,0 +1,81 @@
+"""Building models: shapes, argument checks, and the cuDNN-compatible GRU layout."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from charrnn.model import build_model, gru_layers
+
+VOCAB = 20
+
+
+def test_one_hot_model_outputs_logits_per_time_step():
+    model = build_model(VOCAB, units=16, n_layers=2)
+    x = np.zeros((3, 7, VOCAB), dtype="float32")
+    assert model(x).shape == (3, 7, VOCAB)
+
+
+def test_embedding_model_reads_ids_and_outputs_logits_per_time_step():
+    model = build_model(VOCAB, units=16, n_layers=1, embedding_dim=8)
+    ids = np.random.default_rng(0).integers(1, VOCAB + 1, size=(2, 11))
+    assert model(ids).shape == (2, 11, VOCAB)
+    assert any(isinstance(layer, keras.layers.Embedding) for layer in model.layers)
+
+
+def test_outputs_are_logits_not_probabilities():
+    model = build_model(VOCAB, units=16, n_layers=1, dropout=0.0)
+    x = np.eye(VOCAB, dtype="float32")[None, :, :]
+    logits = np.asarray(model(x))
+    assert (logits < 0).any()  # a softmax output would be non-negative and sum to one
+    assert not np.allclose(logits.sum(axis=-1), 1.0)
+
+
+def test_stateful_model_has_a_fixed_batch_size():
+    model = build_model(VOCAB, units=16, n_layers=2, stateful=True, batch_size=4)
+    assert model.input_shape == (4, None, VOCAB)
+    assert model(np.zeros((4, 5, VOCAB), dtype="float32")).shape == (4, 5, VOCAB)
+    assert all(gru.stateful for gru in gru_layers(model))
+
+
+def test_stateful_model_without_batch_size_is_refused():
+    with pytest.raises(ValueError, match="batch_size"):
+        build_model(VOCAB, units=16, stateful=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vocab_size": 0}, "must be positive"),
+        ({"units": 0}, "must be positive"),
+        ({"n_layers": 0}, "must be positive"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"embedding_dim": 0}, "embedding_dim"),
+        ({"embedding_dim": -4}, "embedding_dim"),
+        ({"stateful": True, "batch_size": 0}, "batch_size"),
+        ({"stateful": True, "batch_size": -2}, "batch_size"),
+    ],
+)
+def test_bad_arguments_raise_a_clear_value_error(kwargs, message):
+    arguments = {"vocab_size": VOCAB, "units": 16, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        build_model(**arguments)
+
+
+@pytest.mark.parametrize("embedding_dim", [None, 8])
+def test_grus_keep_cudnn_constraints(embedding_dim):
+    model = build_model(VOCAB, units=16, n_layers=2, dropout=0.2, embedding_dim=embedding_dim)
+    grus = gru_layers(model)
+    assert len(grus) == 2
+    for gru in grus:
+        assert gru.recurrent_dropout == 0
+        assert gru.reset_after is True
+        assert gru.dropout == pytest.approx(0.2)
+
+
+def test_no_time_distributed_layer():
+    model = build_model(VOCAB, units=16, n_layers=2)
+    assert not any(isinstance(layer, keras.layers.TimeDistributed) for layer in model.layers)
+    assert isinstance(model.layers[-1], keras.layers.Dense)

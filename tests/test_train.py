@@ -1,0 +1,361 @@
+"""Training into a run folder: records, bpc, reproducibility, resume, refusals, loading back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from charrnn.data import prepare_data
+from charrnn.model import build_model, compile_model
+from charrnn.pipelines import model_inputs
+from charrnn.runs import load_run, read_history
+from charrnn.tokenizer import CharTokenizer
+from charrnn.train import BestCheckpoint, TrainConfig, make_datasets, train
+
+TINY = {  # small enough for seconds per run, big enough to learn something
+    "units": 32,
+    "n_layers": 1,
+    "dropout": 0.1,
+    "n_steps": 50,
+    "batch_size": 16,
+    "epochs": 3,
+    "steps_per_epoch": 15,
+    "validation_steps": 3,
+    "learning_rate": 3e-3,
+}
+
+
+class Interrupt(Exception):
+    """Stands in for a crash or a Ctrl-C in the middle of training."""
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupt(f"stopped after epoch {epoch}")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def history_lines(run_dir):
+    return (run_dir / "history.csv").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory):
+    """One finished tiny run, shared by the tests that only read it."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(run_name="tiny", **TINY)
+    model, history = train(config, tiny_data, runs_dir, verbose=0)
+    return config, model, history, runs_dir / "tiny"
+
+
+def copy_run(run_dir, tmp_path):
+    """A private copy for tests that damage the run folder."""
+    return shutil.copytree(run_dir, tmp_path / run_dir.name)
+
+
+# ---- a finished run ---------------------------------------------------------------------------
+
+
+def test_tiny_run_beats_the_uniform_baseline(finished_run, tiny_data):
+    _, _, history, _ = finished_run
+    assert history["val_loss"][-1] < math.log(tiny_data.tokenizer.vocab_size)
+    assert history["val_loss"][-1] < history["val_loss"][0]
+
+
+def test_run_folder_holds_every_record_and_no_backup(finished_run):
+    *_, run_dir = finished_run
+    for name in ("config.json", "environment.json", "tokenizer.json", "history.csv",
+                 "model.keras", "best.keras"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "backup").exists()
+    assert not list(run_dir.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_config_json_records_every_train_config_field(finished_run):
+    config, *_, run_dir = finished_run
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert set(recorded) == {field.name for field in dataclasses.fields(TrainConfig)}
+    assert recorded == dataclasses.asdict(config)
+
+
+def test_environment_json_records_versions_commit_and_corpus(finished_run, tiny_data):
+    *_, run_dir = finished_run
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["python"] == platform.python_version()
+    assert environment["tensorflow"] == tf.__version__
+    assert environment["keras"] == keras.__version__
+    assert environment["numpy"] == np.__version__
+    assert environment["platform"]
+    assert isinstance(environment["git_commit"], str) and environment["git_commit"]
+    assert environment["corpus_sha256"] == tiny_data.meta["corpus_sha256"]
+
+
+def test_tokenizer_json_is_the_training_vocabulary(finished_run, tiny_data):
+    *_, run_dir = finished_run
+    tokenizer = CharTokenizer.load(run_dir / "tokenizer.json")
+    assert tokenizer.chars == tiny_data.tokenizer.chars
+    assert tokenizer.lower == tiny_data.tokenizer.lower
+
+
+def test_history_has_one_row_per_epoch(finished_run):
+    config, _, history, run_dir = finished_run
+    assert history["epoch"] == list(range(config.epochs))
+    assert read_history(run_dir) == history
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "bpc", "val_bpc"):
+        assert len(history[column]) == config.epochs, column
+
+
+@pytest.mark.parametrize("prefix", ["", "val_"])
+def test_bpc_is_loss_in_bits(finished_run, prefix):
+    _, _, history, _ = finished_run
+    loss = np.array(history[f"{prefix}loss"])
+    np.testing.assert_allclose(history[f"{prefix}bpc"], loss / math.log(2.0), rtol=1e-4)
+
+
+# ---- reproducibility --------------------------------------------------------------------------
+
+
+def test_same_seed_gives_a_byte_identical_history(finished_run, tiny_data, tmp_path):
+    config, *_, run_dir = finished_run
+    train(dataclasses.replace(config, run_name="again"), tiny_data, tmp_path, verbose=0)
+    assert (tmp_path / "again" / "history.csv").read_bytes() == (run_dir / "history.csv").read_bytes()
+
+
+def test_another_seed_gives_another_history(finished_run, tiny_data, tmp_path):
+    config, _, history, _ = finished_run
+    _, other = train(dataclasses.replace(config, run_name="other", seed=config.seed + 1),
+                     tiny_data, tmp_path, verbose=0)
+    assert other["loss"] != history["loss"]
+
+
+# ---- refusing to clobber a run ----------------------------------------------------------------
+
+
+def test_restarting_a_finished_run_is_refused(finished_run, tiny_data):
+    config, *_, run_dir = finished_run
+    with pytest.raises(FileExistsError, match="already complete"):
+        train(config, tiny_data, run_dir.parent, verbose=0)
+
+
+def test_same_run_name_with_other_parameters_is_refused(finished_run, tiny_data):
+    config, *_, run_dir = finished_run
+    before = (run_dir / "config.json").read_bytes()
+    with pytest.raises(ValueError, match="other parameters"):
+        train(dataclasses.replace(config, units=config.units * 2), tiny_data, run_dir.parent, verbose=0)
+    assert (run_dir / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("kwargs", [{"units": 0}, {"epochs": 0}, {"run_name": ""},
+                                    {"run_name": f"a{os.sep}b"}])
+def test_bad_train_config_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        TrainConfig(**kwargs)
+
+
+# ---- interrupt and resume ---------------------------------------------------------------------
+
+
+def test_interrupted_run_resumes_at_the_next_epoch(tiny_data, tmp_path):
+    config = TrainConfig(run_name="resumable", **TINY)
+    with pytest.raises(Interrupt):
+        train(config, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(1),), verbose=0)
+    run_dir = tmp_path / "resumable"
+    done = history_lines(run_dir)
+    assert read_history(run_dir)["epoch"] == [0, 1]
+    assert (run_dir / "backup").is_dir()
+    with pytest.raises(FileNotFoundError, match="resume"):
+        load_run(run_dir)
+    with pytest.raises(ValueError, match="other parameters"):
+        train(dataclasses.replace(config, epochs=5), tiny_data, tmp_path, verbose=0)
+
+    recorder = EpochRecorder()
+    _, history = train(config, tiny_data, tmp_path, extra_callbacks=(recorder,), verbose=0)
+    assert recorder.epochs == [2]
+    assert history["epoch"] == [0, 1, 2]
+    assert history_lines(run_dir)[: len(done)] == done  # finished epochs are kept, not redone
+    assert not (run_dir / "backup").exists()
+
+
+def test_resume_drops_history_rows_of_an_epoch_that_was_not_backed_up(tiny_data, tmp_path):
+    """A kill between writing epoch k's row and its backup: the resumed run redoes epoch k once."""
+    config = TrainConfig(run_name="half-saved", **TINY)
+    with pytest.raises(Interrupt):
+        train(config, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
+    run_dir = tmp_path / "half-saved"
+    header, row = history_lines(run_dir)
+    orphan = ",".join(["1"] + ["999.0"] * (len(row.split(",")) - 1))  # epoch 1, never backed up
+    (run_dir / "history.csv").write_text(f"{header}\n{row}\n{orphan}\n")
+
+    recorder = EpochRecorder()
+    _, history = train(config, tiny_data, tmp_path, extra_callbacks=(recorder,), verbose=0)
+    assert recorder.epochs == [1, 2]
+    assert history["epoch"] == [0, 1, 2]
+    assert 999.0 not in history["loss"]
+
+
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from charrnn.data import load_prepared
+    from charrnn.train import TrainConfig, train
+
+    train(TrainConfig(**json.loads(sys.argv[3])), load_prepared(sys.argv[1]), sys.argv[2], verbose=0)
+    """
+)
+
+
+def epochs_in_history(run_dir) -> list[int]:
+    """The epochs history.csv shows so far ([] while a row is half-written)."""
+    try:
+        return read_history(run_dir).get("epoch", [])
+    except (ValueError, TypeError):
+        return []
+
+
+def backed_up_epochs(run_dir) -> int:
+    """How many epochs the run's backup marks as done (0 if none is readable yet)."""
+    try:
+        return json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_killed_training_process_resumes_at_the_next_epoch(tiny_text, tiny_data, tmp_path):
+    data_dir, runs_dir = tmp_path / "data", tmp_path / "runs"
+    prepare_data(tiny_text, data_dir)
+    config = TrainConfig(run_name="killed", **{**TINY, "epochs": 4, "steps_per_epoch": 20})
+    run_dir = runs_dir / config.run_name
+    script = tmp_path / "train_run.py"
+    script.write_text(TRAIN_SCRIPT)
+    kill_after = 1  # kill once epoch 1 is in history.csv and in the backup
+    with open(tmp_path / "train_run.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(data_dir), str(runs_dir),
+             json.dumps(dataclasses.asdict(config))],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (kill_after in epochs_in_history(run_dir) and backed_up_epochs(run_dir) > kill_after):
+                assert process.poll() is None, "training ended before it could be killed:\n" + (
+                    (tmp_path / "train_run.log").read_text()[-3000:])
+                assert time.monotonic() < deadline, "no epoch finished in time"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (run_dir / "model.keras").exists()
+    done = history_lines(run_dir)
+    resume_at = backed_up_epochs(run_dir)
+    assert resume_at == kill_after + 1
+
+    recorder = EpochRecorder()
+    _, history = train(config, tiny_data, runs_dir, extra_callbacks=(recorder,), verbose=0)
+    assert recorder.epochs == list(range(resume_at, config.epochs))
+    assert history["epoch"] == list(range(config.epochs))
+    assert history_lines(run_dir)[: resume_at + 1] == done[: resume_at + 1]  # header and kept rows
+    assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
+
+
+def saved_weights(path):
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+def test_best_checkpoint_keeps_the_lowest_validation_loss(tmp_path):
+    model = build_model(5, units=16, n_layers=1)
+    checkpoint = BestCheckpoint(tmp_path / "best.keras", tmp_path)
+    checkpoint.set_model(model)
+    weights = {}
+    for epoch, val_loss in enumerate([3.0, 2.0, 2.5]):
+        model.set_weights([w + 1.0 for w in model.get_weights()])
+        weights[epoch] = model.get_weights()
+        checkpoint.on_epoch_begin(epoch)
+        checkpoint.on_epoch_end(epoch, {"val_loss": val_loss})
+    for saved, expected in zip(saved_weights(tmp_path / "best.keras"), weights[1]):
+        np.testing.assert_array_equal(saved, expected)
+
+
+def test_best_checkpoint_of_a_resumed_run_remembers_the_best_so_far(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,val_loss\n0,2.0\n1,1.0\n2,9.0\n")
+    checkpoint = BestCheckpoint(tmp_path / "best.keras", tmp_path)
+    checkpoint.set_model(build_model(5, units=16, n_layers=1))
+    checkpoint.on_epoch_begin(2)  # resumed at epoch 2: the row of epoch 2 is to be redone
+    checkpoint.on_epoch_end(2, {"val_loss": 1.5})
+    assert not (tmp_path / "best.keras").exists()
+    checkpoint.on_epoch_end(3, {"val_loss": 0.5})
+    assert (tmp_path / "best.keras").is_file()
+
+
+# ---- loading a run back -----------------------------------------------------------------------
+
+
+def validation_inputs(data, config):
+    windows = np.stack([data.val_ids[i: i + config.n_steps] for i in (0, 100, 200)])
+    return model_inputs(windows, data.tokenizer.vocab_size, one_hot=config.embedding_dim is None)
+
+
+def test_load_run_predicts_like_the_trained_model(finished_run, tiny_data):
+    config, model, _, run_dir = finished_run
+    run = load_run(run_dir)
+    x = validation_inputs(tiny_data, config)
+    np.testing.assert_allclose(run.model.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    assert run.config == dataclasses.asdict(config)
+    assert run.tokenizer.chars == tiny_data.tokenizer.chars
+    assert run.environment["corpus_sha256"] == tiny_data.meta["corpus_sha256"]
+
+
+def test_best_checkpoint_loads_and_has_the_lowest_validation_loss(finished_run, tiny_data):
+    config, _, history, run_dir = finished_run
+    best = load_run(run_dir, checkpoint="best.keras").model
+    compile_model(best)
+    _, val = make_datasets(config, tiny_data)
+    val_loss = best.evaluate(val, verbose=0, return_dict=True)["loss"]
+    assert val_loss == pytest.approx(min(history["val_loss"]), rel=1e-4)
+
+
+def test_load_run_without_model_file_raises_file_not_found(finished_run, tmp_path):
+    run_dir = copy_run(finished_run[-1], tmp_path)
+    (run_dir / "model.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="model.keras"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_load_run_with_a_damaged_model_file_raises_value_error(finished_run, tmp_path, damage):
+    run_dir = copy_run(finished_run[-1], tmp_path)
+    path = run_dir / "model.keras"
+    good = path.read_bytes()
+    path.write_bytes({"garbage": b"\x00not a keras file" * 64, "truncated": good[: len(good) // 2],
+                      "empty": b""}[damage])
+    with pytest.raises(ValueError, match="damaged"):
+        load_run(run_dir)
