@@ -2,30 +2,37 @@
 
 Modules, one job each: `data` (corpus, split, prepared folder), `tokenizer`,
 `pipelines` (tf.data), `model`, `train`, `runs` (run folders), `generate`,
-`plots`, `bench` (`python -m charrnn.bench`) and the CLI (`python -m charrnn`).
+`export`, `plots`, `bench` (`python -m charrnn.bench`) and the CLI (`python -m charrnn`).
+
+The names below are imported lazily, so `import charrnn` (and the CLI's `--help`)
+does not pay for starting TensorFlow.
 """
 
-from charrnn.data import PreparedData, load_corpus, load_prepared, prepare_data, split_ids
-from charrnn.model import build_model, reset_states, to_stateless
-from charrnn.pipelines import shuffled_windows, stateful_streams
-from charrnn.runs import load_run, read_history
-from charrnn.tokenizer import CharTokenizer
-from charrnn.train import TrainConfig, train
+import importlib
 
-__all__ = [
-    "CharTokenizer",
-    "PreparedData",
-    "TrainConfig",
-    "build_model",
-    "load_corpus",
-    "load_prepared",
-    "load_run",
-    "prepare_data",
-    "read_history",
-    "reset_states",
-    "shuffled_windows",
-    "split_ids",
-    "stateful_streams",
-    "to_stateless",
-    "train",
-]
+_EXPORTS = {
+    "CharTokenizer": "tokenizer",
+    "PreparedData": "data",
+    "load_corpus": "data",
+    "load_prepared": "data",
+    "prepare_data": "data",
+    "split_ids": "data",
+    "build_model": "model",
+    "reset_states": "model",
+    "to_stateless": "model",
+    "shuffled_windows": "pipelines",
+    "stateful_streams": "pipelines",
+    "load_run": "runs",
+    "read_history": "runs",
+    "TrainConfig": "train",
+    "train": "train",
+    "Generator": "generate",
+    "complete_text": "generate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"charrnn.{_EXPORTS[name]}"), name)

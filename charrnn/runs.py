@@ -93,9 +93,14 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     return columns
 
 
-def save_samples(run_dir: str | os.PathLike, samples: dict[str, str]) -> Path:
-    """Write generated text, one headed section per setting (e.g. 'temperature 0.2')."""
-    path = Path(run_dir) / "samples.txt"
+def save_samples(
+    run_dir: str | os.PathLike, samples: dict[str, str], filename: str = "samples.txt"
+) -> Path:
+    """Write generated text, one headed section per setting (e.g. 'temperature 0.2').
+
+    `filename` keeps the samples of different notebooks apart (e.g. 'samples_generate.txt').
+    """
+    path = Path(run_dir) / filename
     write_text(path, "".join(f"=== {title} ===\n{text}\n\n" for title, text in samples.items()))
     return path
 

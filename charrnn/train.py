@@ -21,6 +21,7 @@ from charrnn.runs import (
     BEST_FILE,
     HISTORY_FILE,
     MODEL_FILE,
+    load_run,
     read_history,
     save_model,
     write_run_records,
@@ -146,8 +147,8 @@ def make_datasets(config: TrainConfig, data: PreparedData):
     return train, val
 
 
-def prepare_run_dir(run_dir: Path, config: dict) -> None:
-    """Create the run folder, or check that an existing one is this run, unfinished."""
+def prepare_run_dir(run_dir: Path, config: dict) -> bool:
+    """Create the run folder, or check that an existing one is this run. True if it is complete."""
     config_path = run_dir / "config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())
@@ -158,11 +159,9 @@ def prepare_run_dir(run_dir: Path, config: dict) -> None:
                 "Choose another run name, or delete the folder to start over."
             )
         if (run_dir / MODEL_FILE).exists() and not (run_dir / "backup").exists():
-            raise FileExistsError(
-                f"Run {run_dir} is already complete. Choose another run name, or delete the "
-                "folder to train it again."
-            )
+            return True
     run_dir.mkdir(parents=True, exist_ok=True)
+    return False
 
 
 def train(
@@ -175,11 +174,16 @@ def train(
 ) -> tuple[keras.Model, dict]:
     """Train into `runs_dir/config.run_name`, resuming if that run was interrupted.
 
-    Returns the trained model and the full history (every epoch, across resumes).
+    Returns the trained model and the full history (every epoch, across resumes). A run
+    that is already complete with the same config is loaded, not trained again.
     """
     run_dir = Path(runs_dir) / config.run_name
     config_dict = dataclasses.asdict(config)
-    prepare_run_dir(run_dir, config_dict)
+    if prepare_run_dir(run_dir, config_dict):
+        # Re-running a notebook redraws its figures and samples without training again.
+        print(f"Run {run_dir} is already complete: loaded it. Delete the folder or choose "
+              "another run_name to train again.")
+        return load_run(run_dir).model, read_history(run_dir)
     # Same seed, same machine, same history: seeded Python/NumPy/TF and deterministic kernels.
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()

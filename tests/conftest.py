@@ -28,3 +28,17 @@ def tiny_text(corpus_path):
 def tiny_data(tiny_text, tmp_path_factory):
     """PreparedData for the first TINY_CHARS characters (lower-cased, 90/10 split)."""
     return prepare_data(tiny_text, tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def generation_run(tiny_data, tmp_path_factory):
+    """A tiny trained *stateful* run folder, for generation, export and CLI tests (a few seconds)."""
+    from charrnn.train import TrainConfig, train
+
+    runs_dir = tmp_path_factory.mktemp("generation_runs")
+    config = TrainConfig(
+        run_name="stateful", stateful=True, units=16, n_steps=50, batch_size=4, epochs=1,
+        steps_per_epoch=20, validation_steps=2,
+    )
+    train(config, tiny_data, runs_dir, verbose=0)
+    return runs_dir / config.run_name

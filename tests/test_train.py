@@ -158,10 +158,15 @@ def test_another_seed_gives_another_history(finished_run, tiny_data, tmp_path):
 # ---- refusing to clobber a run ----------------------------------------------------------------
 
 
-def test_restarting_a_finished_run_is_refused(finished_run, tiny_data):
+def test_running_a_finished_run_again_loads_it_without_training(finished_run, tiny_data):
     config, *_, run_dir = finished_run
-    with pytest.raises(FileExistsError, match="already complete"):
-        train(config, tiny_data, run_dir.parent, verbose=0)
+    before = {name: (run_dir / name).read_bytes() for name in ("history.csv", "model.keras", "best.keras")}
+    model, history = train(config, tiny_data, run_dir.parent, verbose=0)
+    after = {name: (run_dir / name).read_bytes() for name in before}
+    assert after == before
+    assert history == read_history(run_dir)
+    expected = load_run(run_dir).model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), expected))
 
 
 def test_same_run_name_with_other_parameters_is_refused(finished_run, tiny_data):

@@ -1,0 +1,127 @@
+"""Command line: `python -m charrnn generate ...` and `python -m charrnn export ...`.
+
+Only argument parsing lives here; the work is done by `charrnn.generate` and
+`charrnn.export`. Bad arguments, a missing run or unusable prompt end with one
+line on stderr and exit code 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from charrnn.runs import BEST_FILE, MODEL_FILE
+
+CHECKPOINT_HELP = f"model file in the run folder ({MODEL_FILE}; or {BEST_FILE})"
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage block) that point to --help."""
+
+    def error(self, message):
+        message = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = greedy), got {text}")
+    return value
+
+
+def _generate(args) -> None:
+    from charrnn.generate import generate_from_run
+
+    samples = generate_from_run(
+        args.run, args.prompt, args.n_chars, args.temperature, num_samples=args.num_samples,
+        top_k=args.top_k, seed=args.seed, checkpoint=args.checkpoint,
+    )
+    for number, text in enumerate(samples, start=1):
+        if len(samples) > 1:
+            print(f"=== sample {number} ===")
+        print(text)
+
+
+def _export(args) -> None:
+    from charrnn.export import export_run
+
+    path = export_run(args.run, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(f"Exported the generator to {path}: tf.saved_model.load({str(path)!r}).generate(...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(
+        prog="python -m charrnn",
+        description="Generate text from a trained Char-RNN run, or export its generator.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="{generate,export}")
+
+    generate = commands.add_parser(
+        "generate",
+        help="continue a prompt with a trained run",
+        description="Print the prompt followed by generated characters (fast state-carrying generator).",
+    )
+    generate.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/stateful")
+    generate.add_argument("--prompt", required=True, help="text to continue (characters of the vocabulary)")
+    generate.add_argument("--n-chars", type=_non_negative_int, default=500, help="characters to add (500)")
+    generate.add_argument(
+        "--temperature", type=_temperature, default=1.0, help="0 = greedy, 1 = the model's odds (1.0)"
+    )
+    generate.add_argument("--seed", type=_non_negative_int, help="for reproducible samples (default: random)")
+    generate.add_argument("--num-samples", type=_positive_int, default=1, help="samples to print (1)")
+    generate.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest characters only")
+    generate.add_argument("--checkpoint", default=MODEL_FILE, help=CHECKPOINT_HELP)
+
+    export = commands.add_parser(
+        "export",
+        help="save a run's generator as a SavedModel (strings in, strings out)",
+        description="Export the generator as a SavedModel usable with TensorFlow alone.",
+    )
+    export.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/stateful")
+    export.add_argument("--out", required=True, help="SavedModel folder to write")
+    export.add_argument("--checkpoint", default=MODEL_FILE, help=CHECKPOINT_HELP)
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    generate.set_defaults(command=_generate, command_parser=generate)
+    export.set_defaults(command=_export, command_parser=export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.command(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        # Expected user errors (missing run, bad prompt, ...): one line, no traceback.
+        args.command_parser.error(str(err))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""`python -m charrnn generate | export`: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from charrnn.__main__ import main
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of the CLI, run in this process."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_module(*argv, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn", *argv], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def test_generate_prints_prompt_and_samples(capsys, generation_run):
+    args = ("generate", "--run", str(generation_run), "--prompt", "ROMEO:", "--n-chars", "40",
+            "--temperature", "0.8", "--seed", "1", "--num-samples", "3", "--top-k", "5")
+    code, out, err = run_main(capsys, *args)
+    assert code == 0, err
+    samples = out.split("=== sample ")[1:]
+    assert len(samples) == 3
+    texts = [sample.split(" ===\n", 1)[1].rstrip("\n") for sample in samples]
+    assert all(text.startswith("ROMEO:") and len(text) == 46 for text in texts)
+    assert run_main(capsys, *args)[1] == out  # --seed reproduces
+
+
+def test_generate_from_best_checkpoint_greedy(capsys, generation_run):
+    code, out, _ = run_main(
+        capsys, "generate", "--run", str(generation_run), "--prompt", "the ", "--n-chars", "30",
+        "--temperature", "0", "--checkpoint", "best.keras",
+    )
+    assert code == 0
+    assert out.startswith("the ") and len(out.rstrip("\n")) == 34 and "===" not in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n-chars", "-5"], "--n-chars: must be >= 0"),
+        (["--n-chars", "many"], "not an integer"),
+        (["--temperature", "-1"], "--temperature"),
+        (["--temperature", "nan"], "--temperature"),
+        (["--num-samples", "0"], "--num-samples"),
+        (["--top-k", "0"], "--top-k"),
+        (["--prompt", "R#MEO€"], "'#', '€'"),
+        (["--top-k", "1000"], "top_k"),
+        (["--checkpoint", "nope.keras"], "no nope.keras"),
+    ],
+)
+def test_generate_bad_arguments_exit_2_with_one_line(capsys, generation_run, argv, message):
+    base = ["generate", "--run", str(generation_run), "--prompt", "the ", "--n-chars", "5"]
+    code, out, err = run_main(capsys, *base, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "error:" in err and message in err
+
+
+def test_missing_run_folder_exits_2(capsys, tmp_path):
+    code, _, err = run_main(capsys, "generate", "--run", str(tmp_path / "missing"), "--prompt", "a")
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_command(capsys, generation_run, tmp_path):
+    out_dir = tmp_path / "exported"
+    code, out, err = run_main(capsys, "export", "--run", str(generation_run), "--out", str(out_dir))
+    assert code == 0, err
+    assert str(out_dir) in out
+    loaded = tf.saved_model.load(str(out_dir))  # kept in a name: its variables must outlive the call
+    texts = loaded.generate(tf.constant(["the "]), 12, 0.0, 0).numpy()
+    assert texts[0].decode().startswith("the ") and len(texts[0].decode()) == 16
+    code, _, err = run_main(capsys, "export", "--run", str(generation_run), "--out", str(out_dir))
+    assert code == 2 and "--overwrite" in err
+
+
+def test_module_help_and_errors_in_a_real_process(tmp_path):
+    help_ = run_module("generate", "--help")
+    assert help_.returncode == 0
+    for option in ("--run", "--prompt", "--n-chars", "--temperature", "--seed", "--num-samples", "--top-k",
+                   "--checkpoint"):
+        assert option in help_.stdout
+    missing = run_module("generate", "--run", str(tmp_path / "missing"), "--prompt", "ROMEO:")
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("python -m charrnn generate: error: Run folder")
+
+
+def test_module_generates_in_a_real_process(generation_run):
+    result = run_module("generate", "--run", str(generation_run), "--prompt", "ROMEO:", "--n-chars", "25",
+                        "--temperature", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) == 31

@@ -1,0 +1,200 @@
+"""The reference functions (the seed's) and the fast state-carrying Generator."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from charrnn import generate
+from charrnn.generate import (
+    Generator,
+    compare_speed,
+    complete_text,
+    format_next_char_table,
+    generate_from_run,
+    next_char,
+    next_char_logits,
+    next_char_table,
+    side_by_side,
+)
+from charrnn.model import build_model, to_stateless
+
+PROMPTS = ["ROMEO:", "t", "the king hath "]  # different lengths in one batch
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_data):
+    return tiny_data.tokenizer
+
+
+def untrained_model(vocab_size, embedding_dim=None, **kwargs):
+    keras.utils.set_random_seed(7)  # the same weights on every run
+    return build_model(vocab_size, units=24, n_layers=2, embedding_dim=embedding_dim, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return untrained_model(tokenizer.vocab_size)
+
+
+@pytest.fixture(scope="module")
+def generator(model, tokenizer):
+    return Generator(model, tokenizer)
+
+
+@pytest.mark.parametrize("embedding_dim", [None, 8], ids=["one-hot", "embedding"])
+def test_greedy_generator_matches_complete_text(tokenizer, embedding_dim):
+    model = untrained_model(tokenizer.vocab_size, embedding_dim)
+    fast = Generator(model, tokenizer).generate(PROMPTS, 120, temperature=0)
+    reference = [complete_text(model, tokenizer, prompt, 120, temperature=0) for prompt in PROMPTS]
+    assert fast == reference
+    assert all(len(set(text[-120:])) > 3 for text in fast), "a constant text would make this test weak"
+
+
+def test_greedy_matches_across_chunk_boundaries(tokenizer, model, monkeypatch):
+    """State is carried from one compiled chunk to the next, also in the middle of a prompt."""
+    monkeypatch.setattr(generate, "CHUNK_STEPS", 5)  # read when the Generator's functions are traced
+    prompts = ["to be or not to be", "a"]
+    fast = Generator(model, tokenizer).generate(prompts, 23, temperature=0)
+    assert fast == [complete_text(model, tokenizer, prompt, 23, temperature=0) for prompt in prompts]
+
+
+def test_generate_keeps_prompts_and_shapes(generator):
+    texts = generator.generate(PROMPTS, 30, seed=0)
+    assert isinstance(texts, list) and len(texts) == len(PROMPTS)
+    for prompt, text in zip(PROMPTS, texts):
+        assert text.startswith(prompt) and len(text) == len(prompt) + 30
+    assert generator.generate("ROMEO:", 30, seed=0) == texts[:1]  # a single string: a list of one
+    assert generator.generate(PROMPTS, 0) == PROMPTS
+
+
+def test_seed_makes_samples_reproducible(generator):
+    first = generator.generate(PROMPTS, 80, temperature=1.0, seed=3)
+    assert generator.generate(PROMPTS, 80, temperature=1.0, seed=3) == first
+    assert generator.generate(PROMPTS, 80, temperature=1.0, seed=4) != first
+    unseeded = [generator.generate(PROMPTS, 80, temperature=1.0) for _ in range(2)]
+    assert unseeded[0] != unseeded[1]
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_samples_follow_the_softmax_of_logits_over_temperature(tokenizer, temperature):
+    """The first sampled character of 10,000 streams has the model's distribution at that temperature."""
+    model = untrained_model(tokenizer.vocab_size)
+    # Spread the logits (an untrained model is near uniform) so a wrong temperature would show.
+    model.layers[-1].bias.assign(np.linspace(-3.0, 3.0, tokenizer.vocab_size))
+    prompt = "the "
+    counts = np.zeros(tokenizer.vocab_size)
+    for text in Generator(model, tokenizer).generate([prompt] * 10_000, 1, temperature, seed=11):
+        counts[tokenizer.encode(text[-1])[0] - 1] += 1
+    logits = next_char_logits(model, tokenizer, prompt)[0].numpy()
+    frequencies = counts / counts.sum()
+    other_temperature = 1.5 - temperature
+    assert 0.5 * np.abs(frequencies - softmax(logits / temperature)).sum() < 0.05  # total variation
+    assert 0.5 * np.abs(frequencies - softmax(logits / other_temperature)).sum() > 0.15
+
+
+def test_top_k_samples_only_among_the_k_likeliest(generator, model, tokenizer):
+    [text] = generator.generate("the ", 25, temperature=5.0, top_k=2, seed=5)
+    for end in range(4, len(text)):
+        likeliest = [char for char, _ in next_char_table(model, tokenizer, text[:end], k=2)]
+        assert text[end] in likeliest
+    assert generator.generate("the ", 40, temperature=1.0, top_k=1, seed=9) == generator.generate(
+        "the ", 40, temperature=0
+    )
+
+
+def test_stateful_model_is_converted(tokenizer):
+    stateful = untrained_model(tokenizer.vocab_size, stateful=True, batch_size=4)
+    from_stateful = Generator(stateful, tokenizer).generate(PROMPTS, 40, temperature=0)
+    assert from_stateful == Generator(to_stateless(stateful), tokenizer).generate(PROMPTS, 40, temperature=0)
+    with pytest.raises(ValueError, match="to_stateless"):
+        complete_text(stateful, tokenizer, "the ", 5)
+
+
+def test_functions_are_traced_once(generator):
+    for prompts, n_chars, temperature, top_k in [
+        (["a"], 5, 0.0, None), (PROMPTS, 300, 1.5, 3), (["x", "yy"], 1, 0.7, None),
+    ]:
+        generator.generate(prompts, n_chars, temperature, top_k=top_k, seed=1)
+    assert generator.generate_ids.experimental_get_tracing_count() == 1
+    assert generator._run_chunk.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prompts": "the €uro#"}, r"'#', '€'"),
+        ({"prompts": ["ok", "b@d"]}, "'@'"),
+        ({"prompts": ""}, "at least one character"),
+        ({"prompts": []}, "prompts is empty"),
+        ({"n_chars": -1}, "n_chars"),
+        ({"n_chars": 2.5}, "n_chars"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"temperature": math.inf}, "temperature"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_k": 10_000}, "top_k"),
+        ({"seed": -3}, "seed"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(generator, kwargs, message):
+    arguments = {"prompts": "the ", "n_chars": 5, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generator.generate(**arguments)
+
+
+def test_model_and_tokenizer_must_match(tokenizer):
+    with pytest.raises(ValueError, match="same run"):
+        Generator(build_model(tokenizer.vocab_size + 1, units=8, n_layers=1), tokenizer)
+    other = keras.Sequential([
+        keras.Input((None, tokenizer.vocab_size)),
+        keras.layers.GRU(8, return_sequences=True),
+        keras.layers.Dense(tokenizer.vocab_size, activation="softmax"),
+    ])
+    with pytest.raises(ValueError, match="build_model"):
+        Generator(other, tokenizer)
+
+
+def test_reference_next_char_and_table(model, tokenizer):
+    table = next_char_table(model, tokenizer, "How are yo", k=tokenizer.vocab_size)
+    probabilities = [probability for _, probability in table]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert math.isclose(sum(probabilities), 1.0, rel_tol=1e-4)
+    assert sorted(char for char, _ in table) == sorted(tokenizer.chars)
+    assert next_char(model, tokenizer, "How are yo", temperature=0) == table[0][0]
+    assert len(next_char_table(model, tokenizer, "How are yo")) == 5
+    printed = format_next_char_table(table[:2], "How are yo")
+    assert repr(table[0][0]) in printed and "How are yo" in printed
+    with pytest.raises(ValueError, match="'#'"):
+        next_char(model, tokenizer, "#")
+
+
+def test_side_by_side_puts_texts_in_columns():
+    printed = side_by_side({"cold": "aaaa\nbbbb", "hot": "xyz"}, width=4)
+    lines = printed.splitlines()
+    assert lines[0].split(" | ") == ["cold", "hot"]
+    assert lines[2] == "aaaa | xyz" and lines[3] == "⏎bbb" and lines[4] == "b"
+
+
+def test_compare_speed_reports_both_methods(generator):
+    comparison = compare_speed(generator, "the ", 10)
+    assert comparison.fast_chars_per_second > 0 and comparison.reference_chars_per_second > 0
+    assert "complete_text" in str(comparison) and "Generator" in str(comparison)
+
+
+def test_generate_from_a_stateful_run(generation_run):
+    samples = generate_from_run(generation_run, "ROMEO:", 30, 0.8, num_samples=3, seed=1)
+    assert len(samples) == 3 and all(s.startswith("ROMEO:") and len(s) == 36 for s in samples)
+    assert len(set(samples)) > 1  # each sample draws its own characters
+    best = generate_from_run(generation_run, "ROMEO:", 30, 0, checkpoint="best.keras")
+    assert best[0].startswith("ROMEO:")
+    with pytest.raises(FileNotFoundError, match="no nope.keras"):
+        generate_from_run(generation_run, "ROMEO:", 5, checkpoint="nope.keras")
