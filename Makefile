@@ -1,5 +1,7 @@
 # charrnn — `make` or `make help` lists the targets.
 # Every notebook runs headlessly through papermill on the project's own .venv kernel.
+# Training defaults live in one place, each notebook's `parameters` cell; variables given
+# here (make train-stateless EPOCHS=3) are passed on, the others keep the notebook's value.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,58 +10,57 @@ STAMP := $(VENV)/.installed
 OUT := outputs
 DATASET ?= tinyshakespeare
 DATA_DIR := $(OUT)/data/$(DATASET)
-TIMEOUT ?= 7200
+TIMEOUT ?= 7200# seconds per notebook cell; TIMEOUT=-1 for runs longer than 2 hours
 export TF_CPP_MIN_LOG_LEVEL := 2
 PAPERMILL := $(PY) -m papermill --log-output --execution-timeout $(TIMEOUT) --cwd notebooks -k python3
 
-# Stateless run (notebook 02): 10 epochs of 1000 batches, about 20 min on 2 CPU cores.
-# The seed's schedule (every window once per epoch): make train-stateless STEPS=None RUN=stateless-full
-RUN ?= stateless
-EPOCHS ?= 10
-STEPS ?= 1000
-# Stateful run (notebook 03): the seed's 50 epochs over 32 parallel streams, about 20 min.
-SRUN ?= stateful
-SEPOCHS ?= 50
-STREAMS ?= 32
-# Generation (make generate GEN_RUN=outputs/runs/stateful PROMPT="ROMEO:")
+RUN ?= stateless# stateless run name (notebook 02)
+SRUN ?= stateful# stateful run name (notebook 03)
 GEN_RUN ?= $(OUT)/runs/$(SRUN)
 PROMPT ?= ROMEO:
 NCHARS ?= 500
 TEMPERATURE ?= 0.8
+# Optional overrides (empty: the notebook's default): CORPUS for notebook 01; EPOCHS, STEPS,
+# UNITS, SEED for 02 and 03; STREAMS (parallel streams) for 03.
+param = $(if $(2),-p $(1) $(2))
+TRAIN_PARAMS = -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
+	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data train-stateless train-stateful generate test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: RUN EPOCHS STEPS (stateless), SRUN SEPOCHS STREAMS (stateful), GEN_RUN PROMPT NCHARS TEMPERATURE"
+	@echo "  variables: RUN SRUN DATASET CORPUS EPOCHS STEPS UNITS SEED STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 setup: $(STAMP) ## create .venv and install the package with its dev tools
 
-$(DATA_DIR)/meta.json: | $(STAMP)
+define PREPARE_DATA
 	mkdir -p $(DATA_DIR)
 	$(PAPERMILL) notebooks/01_data_prep.ipynb $(DATA_DIR)/01_data_prep.ipynb \
-		-p dataset_name $(DATASET)
+		-p dataset_name $(DATASET) $(call param,corpus_path,$(CORPUS))
+endef
 
-data: $(STAMP) ## notebook 01: tokenize and split the corpus into outputs/data/<dataset>/
-	rm -f $(DATA_DIR)/meta.json
-	$(MAKE) --no-print-directory $(DATA_DIR)/meta.json
+$(DATA_DIR)/meta.json: | $(STAMP)
+	$(PREPARE_DATA)
 
-train-stateless: $(DATA_DIR)/meta.json ## notebook 02: stateless GRU on shuffled windows into outputs/runs/$(RUN)/
+data: $(STAMP) ## notebook 01: tokenize and split the corpus into outputs/data/<dataset>/ (CORPUS=path for your own text)
+	$(PREPARE_DATA)
+
+train-stateless: $(DATA_DIR)/meta.json | $(STAMP) ## notebook 02: stateless GRU on shuffled windows into outputs/runs/$(RUN)/
 	mkdir -p $(OUT)/runs/$(RUN)
 	$(PAPERMILL) notebooks/02_train_stateless.ipynb $(OUT)/runs/$(RUN)/02_train_stateless.ipynb \
-		-p run_name $(RUN) -p epochs $(EPOCHS) -p steps_per_epoch $(STEPS) -p dataset_name $(DATASET)
+		-p run_name $(RUN) $(TRAIN_PARAMS)
 
-train-stateful: $(DATA_DIR)/meta.json ## the main job, notebook 03: stateful GRU on parallel streams into outputs/runs/$(SRUN)/
+train-stateful: $(DATA_DIR)/meta.json | $(STAMP) ## the main job, notebook 03: stateful GRU on parallel streams into outputs/runs/$(SRUN)/
 	mkdir -p $(OUT)/runs/$(SRUN)
 	$(PAPERMILL) notebooks/03_train_stateful.ipynb $(OUT)/runs/$(SRUN)/03_train_stateful.ipynb \
-		-p run_name $(SRUN) -p epochs $(SEPOCHS) -p batch_size $(STREAMS) -p dataset_name $(DATASET)
+		-p run_name $(SRUN) -p compare_with $(RUN) $(TRAIN_PARAMS) $(call param,batch_size,$(STREAMS))
 
 generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, TEMPERATURE)
 	$(PY) -m charrnn generate --run $(GEN_RUN) --prompt "$(PROMPT)" --n-chars $(NCHARS) \

@@ -175,6 +175,7 @@ def prepare_data(
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "meta.json").unlink(missing_ok=True)  # the folder is incomplete until meta.json is back
     tokenizer.save(out_dir / "tokenizer.json")
     for name, array in (("train.npy", train_ids), ("val.npy", val_ids)):
         with atomic_path(out_dir / name) as tmp:

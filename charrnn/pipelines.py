@@ -51,6 +51,11 @@ def count_windows(n_ids: int, n_steps: int, shift: int) -> int:
     return (n_ids - n_steps - 1) // shift + 1
 
 
+def count_stream_batches(n_ids: int, n_steps: int, batch_size: int) -> int:
+    """Batches of `stream_windows`: windows in the shortest of the `batch_size` parts."""
+    return (n_ids // batch_size - 1) // n_steps
+
+
 def shuffled_windows(
     ids,
     n_steps: int = 100,
@@ -79,12 +84,12 @@ def shuffled_windows(
     starts = tf.data.Dataset.range(0, n_windows * shift, shift)
     if shuffle:
         starts = starts.shuffle(shuffle_buffer or n_windows, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        starts = starts.repeat()
     corpus = tf.constant(ids)
     offsets = tf.range(n_steps + 1, dtype=tf.int64)
     to_xy = _to_xy(vocab_size, one_hot)
     dataset = starts.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat:  # after batching: every pass (reshuffled) starts a new batch
+        dataset = dataset.repeat()
     # One map per batch: gather the windows by index, then split and encode them.
     dataset = dataset.map(
         lambda s: to_xy(tf.gather(corpus, s[:, None] + offsets[None, :])), num_parallel_calls=AUTOTUNE
@@ -103,7 +108,7 @@ def stream_windows(ids, n_steps: int = 100, batch_size: int = 32) -> np.ndarray:
     """
     ids = _check(ids, n_steps, batch_size, None, "The id sequence")
     parts = np.array_split(ids, batch_size)
-    n_batches = (min(len(p) for p in parts) - 1) // n_steps
+    n_batches = count_stream_batches(len(ids), n_steps, batch_size)
     if n_batches < 1:
         raise ValueError(
             f"{len(ids)} characters cut into {batch_size} streams give streams of "

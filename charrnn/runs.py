@@ -68,9 +68,9 @@ def environment_record(corpus_sha256: str | None) -> dict:
 
 
 def write_run_records(run_dir: Path, config: dict, tokenizer: CharTokenizer, corpus_sha256) -> None:
-    write_json(run_dir / "config.json", config)
     write_json(run_dir / "environment.json", environment_record(corpus_sha256))
     tokenizer.save(run_dir / "tokenizer.json")
+    write_json(run_dir / "config.json", config)  # last: its presence marks a run folder
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> None:
@@ -119,6 +119,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
+    config = read_config(run_dir)
     model_path = run_dir / checkpoint
     if not model_path.is_file():
         hint = (
@@ -134,15 +135,13 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
             f"{model_path} could not be loaded ({type(err).__name__}: {err}). The file is damaged "
             "or not a Keras model; retrain the run or use another checkpoint."
         ) from None
-    for name in ("config.json", "environment.json"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"Run folder {run_dir} has no {name}; it is not a charrnn run.")
+    environment_path = run_dir / "environment.json"
     return Run(
         path=run_dir,
         model=model,
         tokenizer=CharTokenizer.load(run_dir / "tokenizer.json"),
-        config=json.loads((run_dir / "config.json").read_text()),
-        environment=json.loads((run_dir / "environment.json").read_text()),
+        config=config,
+        environment=json.loads(environment_path.read_text()) if environment_path.is_file() else {},
     )
 
 

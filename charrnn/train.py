@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -12,20 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from charrnn.atomic import write_text
 from charrnn.data import PreparedData
 from charrnn.model import ResetStatesCallback, build_model, compile_model
-from charrnn.pipelines import count_windows, shuffled_windows, stateful_streams
+from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
     BEST_FILE,
     HISTORY_FILE,
     MODEL_FILE,
     load_run,
+    read_config,
     read_history,
     save_model,
     write_run_records,
 )
+
+DATA_KEYS = ("corpus_sha256", "vocab_size", "lower", "train_fraction", "train_chars")
 
 
 @dataclass
@@ -49,19 +55,23 @@ class TrainConfig:
     tensorboard: bool = False  # write TensorBoard logs under <run>/logs
 
     def __post_init__(self):
-        for name in ("units", "n_layers", "n_steps", "shift", "batch_size", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        for name in ("units", "n_layers", "n_steps", "shift", "batch_size", "epochs", "seed"):
+            _check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
         for name in ("steps_per_epoch", "validation_steps", "embedding_dim", "early_stopping_patience"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1, none_ok=True)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
-        if not self.run_name or os.sep in self.run_name:
+        if not self.run_name or self.run_name.startswith(".") or Path(self.run_name).name != self.run_name:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
+
+
+def _check_int(name: str, value, minimum: int, none_ok: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if none_ok else "")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
 
 
 class HistoryCSV(keras.callbacks.Callback):
@@ -83,9 +93,9 @@ class HistoryCSV(keras.callbacks.Callback):
         # Runs at the first epoch of this fit(), after BackupAndRestore chose where to resume.
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
-        kept = [rows[0]] + [row for row in rows[1:] if int(row[0]) < epoch]
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
+        kept = io.StringIO()
+        csv.writer(kept).writerows([rows[0]] + [row for row in rows[1:] if int(row[0]) < epoch])
+        write_text(self.path, kept.getvalue())  # atomic: a kill here must not lose finished epochs
         self._trimmed = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -125,43 +135,77 @@ class BestCheckpoint(keras.callbacks.Callback):
             save_model(self.model, self.path)
 
 
-def make_datasets(config: TrainConfig, data: PreparedData):
-    """Training and validation datasets for `config`; validation mirrors the training layout."""
+class EpochKeyedRandomness(keras.callbacks.Callback):
+    """Key each epoch's dropout randomness on (seed, epoch) instead of on the steps so far.
+
+    Keras backs up the weights and the optimizer but not the random-number
+    state of the dropout layers; with this a resumed run draws the same dropout
+    masks as a run that was never interrupted, and so has the same history.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for variable in self.model.variables:
+            if variable.name == "seed_generator_state":  # [seed, counter] of a keras SeedGenerator
+                seed = variable.numpy()[0]
+                variable.assign(np.array([seed, epoch << 20], dtype=variable.dtype))
+
+
+def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0):
+    """Training and validation datasets for `config`, and the training batches per epoch.
+
+    Validation mirrors the training layout. Stateless training repeats its
+    shuffled windows; a resumed run skips the batches its finished epochs read,
+    so it sees the same data as a run that was never interrupted.
+    """
     common = {"vocab_size": data.tokenizer.vocab_size, "one_hot": config.embedding_dim is None}
-    if config.stateful:
-        train = stateful_streams(data.train_ids, config.n_steps, config.batch_size, **common)
-        if config.steps_per_epoch:  # each epoch reads the first steps of the streams
-            train = train.take(config.steps_per_epoch)
-        val = stateful_streams(data.val_ids, config.n_steps, config.batch_size, **common)
+    datasets = []
+    for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):
+        try:
+            if config.stateful:
+                datasets.append(stateful_streams(ids, config.n_steps, config.batch_size, **common))
+            elif split == "training":
+                datasets.append(shuffled_windows(
+                    ids, config.n_steps, config.shift, config.batch_size, seed=config.seed,
+                    repeat=True, **common))
+            else:  # non-overlapping windows: every validation character is predicted once
+                datasets.append(shuffled_windows(
+                    ids, config.n_steps, config.n_steps, config.batch_size, shuffle=False, **common))
+        except ValueError as err:
+            raise ValueError(f"The {split} split does not fit this config: {err}") from None
+    train, val = datasets
+    steps = batches_per_epoch(config, len(data.train_ids))
+    if config.stateful:  # each epoch reads the streams from their start
+        train = train.take(steps)
     else:
-        train = shuffled_windows(
-            data.train_ids, config.n_steps, config.shift, config.batch_size, seed=config.seed,
-            repeat=config.steps_per_epoch is not None, **common,
-        )
-        # Non-overlapping windows: every validation character is predicted once.
-        val = shuffled_windows(
-            data.val_ids, config.n_steps, config.n_steps, config.batch_size, shuffle=False, **common
-        )
+        train = train.skip(completed_epochs * steps)
     if config.validation_steps:  # the first batches only, for quick runs
         val = val.take(config.validation_steps)
-    return train, val
+    return train, val, steps
 
 
-def prepare_run_dir(run_dir: Path, config: dict) -> bool:
-    """Create the run folder, or check that an existing one is this run. True if it is complete."""
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        changed = {k: (previous.get(k), v) for k, v in config.items() if previous.get(k) != v}
-        if changed:
-            raise ValueError(
-                f"Run {run_dir} already exists with other parameters {changed} (old, new). "
-                "Choose another run name, or delete the folder to start over."
-            )
-        if (run_dir / MODEL_FILE).exists() and not (run_dir / "backup").exists():
-            return True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return False
+def prepare_run_dir(run_dir: Path, record: dict) -> str:
+    """Check `run_dir` against `record` (config + data): 'new', 'resume' or 'complete'."""
+    if not (run_dir / "config.json").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return "new"
+    previous = read_config(run_dir)
+    changed = {k: (previous.get(k), v) for k, v in record.items() if previous.get(k) != v}
+    if changed:
+        raise ValueError(
+            f"Run {run_dir} already exists with other parameters or data {changed} (old, new). "
+            "Choose another run name, or delete the folder to start over."
+        )
+    if (run_dir / MODEL_FILE).exists() and not (run_dir / "backup").exists():
+        return "complete"
+    return "resume"
+
+
+def completed_epochs(backup_dir: Path) -> int:
+    """Epochs an interrupted attempt finished, as Keras's BackupAndRestore recorded them."""
+    try:
+        return int(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def train(
@@ -178,18 +222,22 @@ def train(
     that is already complete with the same config is loaded, not trained again.
     """
     run_dir = Path(runs_dir) / config.run_name
-    config_dict = dataclasses.asdict(config)
-    if prepare_run_dir(run_dir, config_dict):
+    # The data is part of a run's identity: the same run name on other data is another run.
+    data_identity = {key: data.meta.get(key) for key in DATA_KEYS}
+    record = {**dataclasses.asdict(config), "data": data_identity}
+    state = prepare_run_dir(run_dir, record)
+    if state == "complete":
         # Re-running a notebook redraws its figures and samples without training again.
         print(f"Run {run_dir} is already complete: loaded it. Delete the folder or choose "
               "another run_name to train again.")
         return load_run(run_dir).model, read_history(run_dir)
+    if state == "new":
+        write_run_records(run_dir, record, data.tokenizer, data.meta.get("corpus_sha256"))
     # Same seed, same machine, same history: seeded Python/NumPy/TF and deterministic kernels.
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    write_run_records(run_dir, config_dict, data.tokenizer, data.meta.get("corpus_sha256"))
 
-    train_ds, val_ds = make_datasets(config, data)
+    train_ds, val_ds, steps = make_datasets(config, data, completed_epochs(run_dir / "backup"))
     model = build_model(
         data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
         config.embedding_dim, stateful=config.stateful,
@@ -205,18 +253,19 @@ def train(
         keras.callbacks.BackupAndRestore(
             str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
     ]
+    callbacks.insert(0, EpochKeyedRandomness())
     if config.stateful:
         callbacks.insert(0, ResetStatesCallback())
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            patience=config.early_stopping_patience, restore_best_weights=True))
+            patience=config.early_stopping_patience))  # best.keras already keeps the best model
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
     model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=config.epochs,
-        steps_per_epoch=None if config.stateful else config.steps_per_epoch,
+        steps_per_epoch=steps,
         callbacks=[*callbacks, *extra_callbacks],
         shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
         verbose=verbose,
@@ -226,12 +275,17 @@ def train(
     return model, read_history(run_dir)
 
 
-def chars_per_epoch(config: dict, n_train_ids: int) -> int:
-    """Training characters (targets) one epoch of `config` reads, to compare runs fairly."""
-    n_steps, batch_size, steps = config["n_steps"], config["batch_size"], config["steps_per_epoch"]
-    if config["stateful"]:
-        batches = (n_train_ids // batch_size - 1) // n_steps
-        return min(batches, steps or batches) * batch_size * n_steps
-    if steps:
-        return steps * batch_size * n_steps
-    return count_windows(n_train_ids, n_steps, config["shift"]) * n_steps
+def batches_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
+    """Training batches in one epoch: steps_per_epoch, or one pass over the windows or streams."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    n_steps, batch_size, steps = get("n_steps"), get("batch_size"), get("steps_per_epoch")
+    if get("stateful"):
+        one_pass = count_stream_batches(n_train_ids, n_steps, batch_size)
+        return min(one_pass, steps or one_pass)
+    return steps or math.ceil(count_windows(n_train_ids, n_steps, get("shift")) / batch_size)
+
+
+def chars_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
+    """Training characters (targets) one epoch reads, to compare runs on one axis."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    return batches_per_epoch(config, n_train_ids) * get("batch_size") * get("n_steps")

@@ -42,7 +42,8 @@ def test_notebook_is_thin_and_clean(name):
     assert not any(cell.get("outputs") for cell in cells), "commit notebooks without outputs"
     params = PARAMS.get(name, {})
     parameters_source = sources[0]
-    unknown = [key for key in params if f"{key} =" not in parameters_source]
+    defined = {line.split("=")[0].strip() for line in parameters_source.splitlines() if "=" in line}
+    unknown = [key for key in params if key not in defined]
     assert not unknown, f"tests/notebooks.yaml sets {unknown}, which the parameters cell does not define"
 
 

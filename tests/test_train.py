@@ -98,11 +98,20 @@ def test_run_folder_holds_every_record_and_no_backup(finished_run):
     assert not list(run_dir.glob(".*tmp*")), "temporary files left behind"
 
 
-def test_config_json_records_every_train_config_field(finished_run):
+def test_config_json_records_every_train_config_field_and_the_data(finished_run, tiny_data):
     config, *_, run_dir = finished_run
     recorded = json.loads((run_dir / "config.json").read_text())
-    assert set(recorded) == {field.name for field in dataclasses.fields(TrainConfig)}
+    data = recorded.pop("data")
     assert recorded == dataclasses.asdict(config)
+    assert data["corpus_sha256"] == tiny_data.meta["corpus_sha256"]
+    assert data["vocab_size"] == tiny_data.tokenizer.vocab_size
+
+
+def test_same_run_name_on_other_data_is_refused(finished_run, tiny_data, tiny_text, tmp_path):
+    config, *_, run_dir = finished_run
+    other = prepare_data(tiny_text[:30_000], tmp_path / "other")
+    with pytest.raises(ValueError, match="other parameters or data"):
+        train(config, other, run_dir.parent, verbose=0)
 
 
 def test_environment_json_records_versions_commit_and_corpus(finished_run, tiny_data):
@@ -206,6 +215,18 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_data, tmp_path):
     assert history["epoch"] == [0, 1, 2]
     assert history_lines(run_dir)[: len(done)] == done  # finished epochs are kept, not redone
     assert not (run_dir / "backup").exists()
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, tiny_data, tmp_path):
+    # Same data order (skipped batches) and same dropout masks (epoch-keyed) after a resume.
+    settings = {**TINY, "stateful": stateful, "n_steps": 20 if stateful else 50}
+    train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
+    resumed = TrainConfig(run_name="resumed", **settings)
+    with pytest.raises(Interrupt):
+        train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
+    train(resumed, tiny_data, tmp_path, verbose=0)
+    assert history_lines(tmp_path / "resumed") == history_lines(tmp_path / "straight")
 
 
 def test_resume_drops_history_rows_of_an_epoch_that_was_not_backed_up(tiny_data, tmp_path):
@@ -334,7 +355,7 @@ def test_load_run_predicts_like_the_trained_model(finished_run, tiny_data):
     x = validation_inputs(tiny_data, config)
     np.testing.assert_allclose(run.model.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-5)
-    assert run.config == dataclasses.asdict(config)
+    assert {k: v for k, v in run.config.items() if k != "data"} == dataclasses.asdict(config)
     assert run.tokenizer.chars == tiny_data.tokenizer.chars
     assert run.environment["corpus_sha256"] == tiny_data.meta["corpus_sha256"]
 
@@ -343,7 +364,7 @@ def test_best_checkpoint_loads_and_has_the_lowest_validation_loss(finished_run, 
     config, _, history, run_dir = finished_run
     best = load_run(run_dir, checkpoint="best.keras").model
     compile_model(best)
-    _, val = make_datasets(config, tiny_data)
+    _, val, _ = make_datasets(config, tiny_data)
     val_loss = best.evaluate(val, verbose=0, return_dict=True)["loss"]
     assert val_loss == pytest.approx(min(history["val_loss"]), rel=1e-4)
 
