@@ -7,6 +7,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from interrupts import EpochRecorder, Interrupt, StopAfterEpoch
 
 from charrnn.model import (
     ResetStatesCallback,
@@ -159,30 +160,11 @@ def test_stateful_run_loads_back_as_a_stateful_model(stateful_run):
     assert all(gru.stateful for gru in gru_layers(model))
 
 
-class Interrupt(Exception):
-    """Stands in for a crash or a Ctrl-C in the middle of training."""
-
-
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise Interrupt
-
-
-class EpochRecorder(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
-
-
 def test_interrupted_stateful_run_resumes_at_the_next_epoch(tiny_data, tmp_path):
     config = TrainConfig(run_name="stateful-resume", stateful=True, units=16, n_layers=1, n_steps=50,
                          batch_size=STREAMS, epochs=3, steps_per_epoch=10, validation_steps=3)
     with pytest.raises(Interrupt):
-        train(config, tiny_data, tmp_path, extra_callbacks=(StopAfterFirstEpoch(),), verbose=0)
+        train(config, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
     run_dir = tmp_path / config.run_name
     first_rows = (run_dir / "history.csv").read_text().splitlines()
 

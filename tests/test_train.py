@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from interrupts import EpochRecorder, Interrupt, StopAfterEpoch
 
 from charrnn.data import prepare_data
 from charrnn.model import build_model, compile_model
@@ -37,29 +38,6 @@ TINY = {  # small enough for seconds per run, big enough to learn something
     "validation_steps": 3,
     "learning_rate": 3e-3,
 }
-
-
-class Interrupt(Exception):
-    """Stands in for a crash or a Ctrl-C in the middle of training."""
-
-
-class StopAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch: int):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Interrupt(f"stopped after epoch {epoch}")
-
-
-class EpochRecorder(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
 
 
 def history_lines(run_dir):
