@@ -69,6 +69,7 @@ def shuffled_windows(
     seed: int | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (X, Y) windows of `n_steps` characters, one every `shift` characters.
 
@@ -76,6 +77,8 @@ def shuffled_windows(
     dataset holds only window start offsets and gathers each batch from one
     constant tensor, which is much faster. `shuffle_buffer=None` shuffles all
     windows (the starts are small ints, so a full shuffle costs little).
+    `skip_batches` drops the first batches of the stream before any window is
+    gathered: a resumed run reads on where an uninterrupted one would be.
     """
     ids = _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
     if shift < 1:
@@ -90,6 +93,8 @@ def shuffled_windows(
     dataset = starts.batch(batch_size, drop_remainder=drop_remainder)
     if repeat:  # after batching: every pass (reshuffled) starts a new batch
         dataset = dataset.repeat()
+    if skip_batches:
+        dataset = dataset.skip(skip_batches)
     # One map per batch: gather the windows by index, then split and encode them.
     dataset = dataset.map(
         lambda s: to_xy(tf.gather(corpus, s[:, None] + offsets[None, :])), num_parallel_calls=AUTOTUNE

@@ -7,7 +7,8 @@
         history.csv        one row per epoch (loss, accuracy, bpc, and their val_ twins)
         model.keras        the final model (written when training ends)
         best.keras         the model with the lowest validation loss so far
-        backup/            resume state while a run is unfinished (removed when it ends)
+        checkpoints/       the checkpoint of record while a run is unfinished (removed when it ends)
+        run.lock           while a process trains the run: its PID and host
         *.png, samples.txt, <notebook>.ipynb   figures, generated text, the executed notebook
 
 A run folder is self-describing: `load_run` needs nothing but its path.
@@ -15,12 +16,15 @@ A run folder is self-describing: `load_run` needs nothing but its path.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +33,15 @@ import numpy as np
 import tensorflow as tf
 
 from charrnn.atomic import atomic_path, write_json, write_text
+from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import PROJECT_ROOT
 from charrnn.tokenizer import CharTokenizer
 
 MODEL_FILE = "model.keras"
 BEST_FILE = "best.keras"
 HISTORY_FILE = "history.csv"
+LOCK_FILE = "run.lock"
+TIME_COLUMN = "train_seconds"  # the one history column that differs between identical runs
 
 
 def git_commit() -> str:
@@ -124,7 +131,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
     if not model_path.is_file():
         hint = (
             "the run has not finished: run training again with the same run name to resume it"
-            if (run_dir / "backup").exists()
+            if (run_dir / CHECKPOINT_DIR).exists()
             else "train the run first, or pass checkpoint='best.keras'"
         )
         raise FileNotFoundError(f"Run folder {run_dir} has no {checkpoint}: {hint}.")
@@ -150,3 +157,80 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"Run folder {run_dir} has no config.json; it is not a charrnn run.")
     return json.loads(path.read_text())
+
+
+def _process_alive(pid: int) -> bool:
+    """True for a running process; False for none or a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _read_lock(path: Path) -> dict | None:
+    """The lock's owner; None while its owner is still writing it (or it was left empty)."""
+    for _ in range(20):
+        try:
+            owner = json.loads(path.read_text())
+            return {"pid": int(owner["pid"]), "host": str(owner["host"])}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError):
+            time.sleep(0.05)
+    return None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike):
+    """Hold `run_dir/run.lock` for the block: one process writes a run folder at a time.
+
+    A lock left by a dead process on this host is taken over with a message; a
+    live owner's lock is a ValueError that names it. The folder is created if
+    needed, and removed again if the block fails and leaves it empty.
+    """
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = _read_lock(path)
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
+            if owner is not None and owner["host"] != me["host"]:
+                raise ValueError(
+                    f"Run {run_dir} is locked by process {owner['pid']} on host {owner['host']}. "
+                    f"If that process is gone, delete {path}."
+                ) from None
+            if owner is not None and _process_alive(owner["pid"]):
+                raise ValueError(
+                    f"Run {run_dir} is being written by process {owner['pid']} on this host. Wait for it "
+                    "to finish or stop it, or choose another run name."
+                ) from None
+            who = f"process {owner['pid']}, no longer running" if owner else "an unreadable lock file"
+            print(f"Taking over the lock of {run_dir} from {who}.")
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if json.loads(path.read_text()) == me:
+                path.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only succeeds when the failed start left nothing behind

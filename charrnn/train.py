@@ -5,18 +5,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from charrnn.atomic import write_text
+from charrnn.atomic import crash_point, write_text
+from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
 from charrnn.data import PreparedData
 from charrnn.model import ResetStatesCallback, build_model, compile_model
 from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
@@ -24,9 +24,11 @@ from charrnn.runs import (
     BEST_FILE,
     HISTORY_FILE,
     MODEL_FILE,
+    TIME_COLUMN,
     load_run,
     read_config,
     read_history,
+    run_lock,
     save_model,
     write_run_records,
 )
@@ -52,6 +54,7 @@ class TrainConfig:
     clipnorm: float | None = None  # gradient clipping by norm
     seed: int = 42
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
+    max_minutes: float | None = None  # time budget for training (validation included); None: none
     tensorboard: bool = False  # write TensorBoard logs under <run>/logs
 
     def __post_init__(self):
@@ -62,8 +65,14 @@ class TrainConfig:
                 _check_int(name, getattr(self, name), minimum=1, none_ok=True)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        for name in ("learning_rate", "clipnorm", "max_minutes"):
+            value = getattr(self, name)
+            if name != "learning_rate" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):
+                hint = "" if name == "learning_rate" else " or None (off)"
+                raise ValueError(f"{name} must be a positive number{hint}, got {value!r}.")
         if not self.run_name or self.run_name.startswith(".") or Path(self.run_name).name != self.run_name:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
 
@@ -74,81 +83,67 @@ def _check_int(name: str, value, minimum: int, none_ok: bool = False) -> None:
         raise ValueError(f"{name} must be {allowed}, got {value!r}.")
 
 
-class HistoryCSV(keras.callbacks.Callback):
-    """One row per finished epoch, appended and flushed at once.
+class Clock(keras.callbacks.Callback):
+    """Training seconds across attempts, into each epoch's logs; stops the run when its budget is spent.
 
-    Unlike `keras.callbacks.CSVLogger`, a resumed run first drops the rows of
-    epochs it is about to redo (a run killed after writing its row but before
-    its backup), so every epoch ends up in the file exactly once.
+    A spent budget stops at the next batch boundary, inside an epoch if need be;
+    Keras then still validates and ends the epoch, so the last row is a partial epoch.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, seconds_before: float, budget_seconds: float | None):
         super().__init__()
-        self.path = Path(path)
-        self._trimmed = False
+        self.seconds_before = seconds_before
+        self.budget_seconds = budget_seconds
+        self.budget_spent = False
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._trimmed or not self.path.exists():
-            return
-        # Runs at the first epoch of this fit(), after BackupAndRestore chose where to resume.
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
-        kept = io.StringIO()
-        csv.writer(kept).writerows([rows[0]] + [row for row in rows[1:] if int(row[0]) < epoch])
-        write_text(self.path, kept.getvalue())  # atomic: a kill here must not lose finished epochs
-        self._trimmed = True
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def _check_budget(self):
+        if self.budget_seconds is not None and self.seconds() >= self.budget_seconds:
+            self.budget_spent = True
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check_budget()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._trimmed = True
-        keys = sorted(logs)
-        new_file = not self.path.exists()
-        if not new_file:
-            with open(self.path, newline="") as f:
-                keys = next(csv.reader(f))[1:]
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new_file:
-                writer.writerow(["epoch", *keys])
-            writer.writerow([epoch, *(repr(float(logs[key])) for key in keys)])
+        self._check_budget()
+        logs[TIME_COLUMN] = round(self.seconds(), 3)
 
 
-class BestCheckpoint(keras.callbacks.Callback):
-    """Save the model whenever val_loss improves; on resume, the best so far comes from history.csv."""
+class EpochRecord(keras.callbacks.Callback):
+    """After the epoch's history row: the best model, early stopping, then the checkpoint of record.
 
-    def __init__(self, path: Path, history_dir: Path):
-        super().__init__()
-        self.path = Path(path)
-        self.history_dir = Path(history_dir)
-        self.best = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.best is None:
-            history = read_history(self.history_dir)
-            pairs = zip(history.get("epoch", []), history.get("val_loss", []))
-            done = [value for done_epoch, value in pairs if done_epoch < epoch]
-            self.best = min(done, default=math.inf)
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_loss")
-        if value is not None and value < self.best:
-            self.best = value
-            save_model(self.model, self.path)
-
-
-class EpochKeyedRandomness(keras.callbacks.Callback):
-    """Key each epoch's dropout randomness on (seed, epoch) instead of on the steps so far.
-
-    Keras backs up the weights and the optimizer but not the random-number
-    state of the dropout layers; with this a resumed run draws the same dropout
-    masks as a run that was never interrupted, and so has the same history.
+    Own code rather than `ModelCheckpoint`/`EarlyStopping`: ModelCheckpoint writes
+    best.keras in place (a kill mid-save leaves a damaged file under the final name)
+    and EarlyStopping's counter is not restored on resume; both are rebuilt here
+    from the checkpoint's state.
     """
 
-    def on_epoch_begin(self, epoch, logs=None):
-        for variable in self.model.variables:
-            if variable.name == "seed_generator_state":  # [seed, counter] of a keras SeedGenerator
-                seed = variable.numpy()[0]
-                variable.assign(np.array([seed, epoch << 20], dtype=variable.dtype))
+    def __init__(self, run_dir: Path, state: TrainingState, clock: Clock, patience: int | None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.state = state
+        self.clock = clock
+        self.patience = patience
 
+    def on_epoch_end(self, epoch, logs=None):
+        state = self.state
+        val_loss = logs.get("val_loss")
+        if val_loss is not None and (state.best_val_loss is None or val_loss < state.best_val_loss):
+            state.best_val_loss, state.best_epoch = val_loss, epoch
+            save_model(self.model, self.run_dir / BEST_FILE)
+        if self.clock.budget_spent:
+            state.stop_reason = "time budget"
+        elif self.patience and state.best_epoch is not None and epoch - state.best_epoch >= self.patience:
+            state.stop_reason = "early stopping"
+            self.model.stop_training = True
+        state.epochs_done, state.train_seconds = epoch + 1, logs[TIME_COLUMN]
+        save_checkpoint(self.run_dir, self.model, state)
 
 def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0):
     """Training and validation datasets for `config`, and the training batches per epoch.
@@ -158,6 +153,7 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
     so it sees the same data as a run that was never interrupted.
     """
     common = {"vocab_size": data.tokenizer.vocab_size, "one_hot": config.embedding_dim is None}
+    steps = batches_per_epoch(config, len(data.train_ids))
     datasets = []
     for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):
         try:
@@ -166,46 +162,64 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
             elif split == "training":
                 datasets.append(shuffled_windows(
                     ids, config.n_steps, config.shift, config.batch_size, seed=config.seed,
-                    repeat=True, **common))
+                    repeat=True, skip_batches=completed_epochs * steps, **common))
             else:  # non-overlapping windows: every validation character is predicted once
                 datasets.append(shuffled_windows(
                     ids, config.n_steps, config.n_steps, config.batch_size, shuffle=False, **common))
         except ValueError as err:
             raise ValueError(f"The {split} split does not fit this config: {err}") from None
     train, val = datasets
-    steps = batches_per_epoch(config, len(data.train_ids))
     if config.stateful:  # each epoch reads the streams from their start
         train = train.take(steps)
-    else:
-        train = train.skip(completed_epochs * steps)
     if config.validation_steps:  # the first batches only, for quick runs
         val = val.take(config.validation_steps)
     return train, val, steps
 
 
-def prepare_run_dir(run_dir: Path, record: dict) -> str:
-    """Check `run_dir` against `record` (config + data): 'new', 'resume' or 'complete'."""
+def _check_previous_run(run_dir: Path, record: dict, checkpoint) -> str:
+    """'new', 'resume' or 'complete' for `run_dir` and this config + data `record`.
+
+    The same name with other parameters is refused once an epoch has finished; a
+    folder whose previous start never finished an epoch is simply started again.
+    """
     if not (run_dir / "config.json").exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
         return "new"
     previous = read_config(run_dir)
     changed = {k: (previous.get(k), v) for k, v in record.items() if previous.get(k) != v}
-    if changed:
+    complete = (run_dir / MODEL_FILE).exists() and not (run_dir / CHECKPOINT_DIR).exists()
+    if changed and (complete or checkpoint is not None):
         raise ValueError(
             f"Run {run_dir} already exists with other parameters or data {changed} (old, new). "
             "Choose another run name, or delete the folder to start over."
         )
-    if (run_dir / MODEL_FILE).exists() and not (run_dir / "backup").exists():
+    if changed:
+        print(f"Run {run_dir} never finished an epoch: starting it again with the new parameters.")
+        return "new"
+    if complete:
         return "complete"
-    return "resume"
+    return "resume" if checkpoint is not None else "new"
 
 
-def completed_epochs(backup_dir: Path) -> int:
-    """Epochs an interrupted attempt finished, as Keras's BackupAndRestore recorded them."""
-    try:
-        return int(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+def trim_history(path: Path, epochs_done: int) -> None:
+    """Keep the header and the rows of epochs 0..epochs_done-1 (complete rows only), atomically.
+
+    A kill after an epoch's row but before its checkpoint leaves a row (maybe half
+    written) for an epoch that the resumed run does again.
+    """
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or epochs_done == 0:
+        path.unlink()
+        return
+    header, kept = rows[0], []
+    for row in rows[1:]:
+        if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epochs_done:
+            kept.append(row)
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *kept])
+    write_text(path, text.getvalue())
 
 
 def train(
@@ -219,61 +233,77 @@ def train(
     """Train into `runs_dir/config.run_name`, resuming if that run was interrupted.
 
     Returns the trained model and the full history (every epoch, across resumes). A run
-    that is already complete with the same config is loaded, not trained again.
+    that is already complete with the same config is loaded, not trained again. One
+    process at a time: the run folder is locked while this runs.
     """
     run_dir = Path(runs_dir) / config.run_name
     # The data is part of a run's identity: the same run name on other data is another run.
     data_identity = {key: data.meta.get(key) for key in DATA_KEYS}
     record = {**dataclasses.asdict(config), "data": data_identity}
-    state = prepare_run_dir(run_dir, record)
-    if state == "complete":
-        # Re-running a notebook redraws its figures and samples without training again.
-        print(f"Run {run_dir} is already complete: loaded it. Delete the folder or choose "
-              "another run_name to train again.")
-        return load_run(run_dir).model, read_history(run_dir)
-    if state == "new":
-        write_run_records(run_dir, record, data.tokenizer, data.meta.get("corpus_sha256"))
+    with run_lock(run_dir):
+        checkpoint = load_checkpoint(run_dir)
+        status = _check_previous_run(run_dir, record, checkpoint)
+        if status == "complete":
+            # Re-running a notebook redraws its figures and samples without training again.
+            print(f"Run {run_dir} is already complete: loaded it. Delete the folder or choose "
+                  "another run_name to train again.")
+            return load_run(run_dir).model, read_history(run_dir)
+        state, arrays = checkpoint if status == "resume" else (TrainingState(0, None, None, 0.0), None)
+        return _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
+
+
+def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose):
     # Same seed, same machine, same history: seeded Python/NumPy/TF and deterministic kernels.
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-
-    train_ds, val_ds, steps = make_datasets(config, data, completed_epochs(run_dir / "backup"))
+    # Everything that can refuse this config runs before the first record is written.
+    train_ds, val_ds, steps = make_datasets(config, data, state.epochs_done)
     model = build_model(
         data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
         config.embedding_dim, stateful=config.stateful,
         batch_size=config.batch_size if config.stateful else None,
     )
     compile_model(model, config.learning_rate, config.clipnorm)
+    if arrays is None:
+        # A fresh start: drop what an attempt that never finished an epoch may have left.
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        for name in (HISTORY_FILE, BEST_FILE, MODEL_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        write_run_records(run_dir, record, data.tokenizer, data.meta.get("corpus_sha256"))
+    else:
+        restore(model, arrays)
+        print(f"Resuming {run_dir} after epoch {state.epochs_done} "
+              f"({state.train_seconds:.0f} s of training so far).")
+    trim_history(run_dir / HISTORY_FILE, state.epochs_done)
 
-    # Order matters at epoch end: history row, best model, then the backup that marks the
-    # epoch done. A kill in between makes the resumed run redo that epoch (HistoryCSV trims).
-    callbacks = [
-        HistoryCSV(run_dir / HISTORY_FILE),
-        BestCheckpoint(run_dir / BEST_FILE, run_dir),
-        keras.callbacks.BackupAndRestore(
-            str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
-    ]
-    callbacks.insert(0, EpochKeyedRandomness())
-    if config.stateful:
-        callbacks.insert(0, ResetStatesCallback())
-    if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            patience=config.early_stopping_patience))  # best.keras already keeps the best model
-    if config.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        callbacks=[*callbacks, *extra_callbacks],
-        shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
-        verbose=verbose,
-    )
+    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
+    if state.stop_reason is None and state.epochs_done < config.epochs:
+        clock = Clock(state.train_seconds, budget)
+        callbacks = [
+            clock,  # first: puts train_seconds into the logs the others read
+            keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+            EpochRecord(run_dir, state, clock, config.early_stopping_patience),
+        ]
+        if config.stateful:
+            callbacks.insert(0, ResetStatesCallback())
+        if config.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=state.epochs_done,
+            steps_per_epoch=steps,
+            callbacks=[*callbacks, *extra_callbacks],
+            shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
+            verbose=verbose,
+        )
+    if state.stop_reason:
+        print(f"Stopped after epoch {state.epochs_done} by the {state.stop_reason}.")
     save_model(model, run_dir / MODEL_FILE)
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # only once the final model is safe
+    crash_point("after-final-model")
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # only once the final model is safe
     return model, read_history(run_dir)
-
 
 def batches_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
     """Training batches in one epoch: steps_per_epoch, or one pass over the windows or streams."""

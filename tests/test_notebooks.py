@@ -83,7 +83,7 @@ def _run(folder_name, extra=()):
         expected = {"config.json", "environment.json", "tokenizer.json", "history.csv", "model.keras",
                     "best.keras", "loss_curves.png", "samples.txt", *extra}
         assert expected <= _names(folder)
-        assert not (folder / "backup").exists()
+        assert not (folder / "checkpoints").exists()
     return check
 
 

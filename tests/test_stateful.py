@@ -150,7 +150,7 @@ def test_stateful_run_reports_validation_bpc(stateful_run):
     assert history["epoch"] == list(range(config.epochs))
     np.testing.assert_allclose(history["val_bpc"], np.array(history["val_loss"]) / math.log(2.0),
                                rtol=1e-4)
-    assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
+    assert (run_dir / "model.keras").is_file() and not (run_dir / "checkpoints").exists()
 
 
 def test_stateful_run_loads_back_as_a_stateful_model(stateful_run):

@@ -20,12 +20,13 @@ import pytest
 import tensorflow as tf
 from interrupts import EpochRecorder, Interrupt, StopAfterEpoch
 
+from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import prepare_data
-from charrnn.model import build_model, compile_model
+from charrnn.model import compile_model
 from charrnn.pipelines import model_inputs
-from charrnn.runs import load_run, read_history
+from charrnn.runs import TIME_COLUMN, load_run, read_history
 from charrnn.tokenizer import CharTokenizer
-from charrnn.train import BestCheckpoint, TrainConfig, make_datasets, train
+from charrnn.train import TrainConfig, make_datasets, train
 
 TINY = {  # small enough for seconds per run, big enough to learn something
     "units": 32,
@@ -41,7 +42,10 @@ TINY = {  # small enough for seconds per run, big enough to learn something
 
 
 def history_lines(run_dir):
-    return (run_dir / "history.csv").read_text().splitlines()
+    """history.csv's lines without the wall-time column, the one that differs between identical runs."""
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    column = lines[0].split(",").index(TIME_COLUMN)
+    return [",".join(field for i, field in enumerate(line.split(",")) if i != column) for line in lines]
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +71,13 @@ def test_tiny_run_beats_the_uniform_baseline(finished_run, tiny_data):
     assert history["val_loss"][-1] < history["val_loss"][0]
 
 
-def test_run_folder_holds_every_record_and_no_backup(finished_run):
+def test_run_folder_holds_every_record_and_no_checkpoints(finished_run):
     *_, run_dir = finished_run
     for name in ("config.json", "environment.json", "tokenizer.json", "history.csv",
                  "model.keras", "best.keras"):
         assert (run_dir / name).is_file(), name
-    assert not (run_dir / "backup").exists()
+    assert not (run_dir / CHECKPOINT_DIR).exists()
+    assert not (run_dir / "run.lock").exists(), "the lock is released when training ends"
     assert not list(run_dir.glob(".*tmp*")), "temporary files left behind"
 
 
@@ -115,8 +120,9 @@ def test_history_has_one_row_per_epoch(finished_run):
     config, _, history, run_dir = finished_run
     assert history["epoch"] == list(range(config.epochs))
     assert read_history(run_dir) == history
-    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "bpc", "val_bpc"):
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "bpc", "val_bpc", TIME_COLUMN):
         assert len(history[column]) == config.epochs, column
+    assert history[TIME_COLUMN] == sorted(history[TIME_COLUMN]) and history[TIME_COLUMN][0] > 0
 
 
 @pytest.mark.parametrize("prefix", ["", "val_"])
@@ -132,7 +138,7 @@ def test_bpc_is_loss_in_bits(finished_run, prefix):
 def test_same_seed_gives_a_byte_identical_history(finished_run, tiny_data, tmp_path):
     config, *_, run_dir = finished_run
     train(dataclasses.replace(config, run_name="again"), tiny_data, tmp_path, verbose=0)
-    assert (tmp_path / "again" / "history.csv").read_bytes() == (run_dir / "history.csv").read_bytes()
+    assert history_lines(tmp_path / "again") == history_lines(run_dir)
 
 
 def test_another_seed_gives_another_history(finished_run, tiny_data, tmp_path):
@@ -165,7 +171,8 @@ def test_same_run_name_with_other_parameters_is_refused(finished_run, tiny_data)
 
 
 @pytest.mark.parametrize("kwargs", [{"units": 0}, {"epochs": 0}, {"run_name": ""},
-                                    {"run_name": f"a{os.sep}b"}])
+                                    {"run_name": f"a{os.sep}b"}, {"clipnorm": -1}, {"clipnorm": 0},
+                                    {"max_minutes": 0}, {"learning_rate": float("nan")}])
 def test_bad_train_config_is_refused(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
@@ -181,7 +188,7 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_data, tmp_path):
     run_dir = tmp_path / "resumable"
     done = history_lines(run_dir)
     assert read_history(run_dir)["epoch"] == [0, 1]
-    assert (run_dir / "backup").is_dir()
+    assert (run_dir / CHECKPOINT_DIR).is_dir()
     with pytest.raises(FileNotFoundError, match="resume"):
         load_run(run_dir)
     with pytest.raises(ValueError, match="other parameters"):
@@ -192,12 +199,12 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_data, tmp_path):
     assert recorder.epochs == [2]
     assert history["epoch"] == [0, 1, 2]
     assert history_lines(run_dir)[: len(done)] == done  # finished epochs are kept, not redone
-    assert not (run_dir / "backup").exists()
+    assert not (run_dir / CHECKPOINT_DIR).exists()
 
 
 @pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
 def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, tiny_data, tmp_path):
-    # Same data order (skipped batches) and same dropout masks (epoch-keyed) after a resume.
+    # Same data order (skipped batches) and same dropout masks (seed states in the checkpoint).
     settings = {**TINY, "stateful": stateful, "n_steps": 20 if stateful else 50}
     train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
     resumed = TrainConfig(run_name="resumed", **settings)
@@ -208,12 +215,12 @@ def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, tiny_data
 
 
 def test_resume_drops_history_rows_of_an_epoch_that_was_not_backed_up(tiny_data, tmp_path):
-    """A kill between writing epoch k's row and its backup: the resumed run redoes epoch k once."""
+    """A kill between writing epoch k's row and its checkpoint: the resumed run redoes epoch k once."""
     config = TrainConfig(run_name="half-saved", **TINY)
     with pytest.raises(Interrupt):
         train(config, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
     run_dir = tmp_path / "half-saved"
-    header, row = history_lines(run_dir)
+    header, row = (run_dir / "history.csv").read_text().splitlines()
     orphan = ",".join(["1"] + ["999.0"] * (len(row.split(",")) - 1))  # epoch 1, never backed up
     (run_dir / "history.csv").write_text(f"{header}\n{row}\n{orphan}\n")
 
@@ -244,9 +251,10 @@ def epochs_in_history(run_dir) -> list[int]:
 
 
 def backed_up_epochs(run_dir) -> int:
-    """How many epochs the run's backup marks as done (0 if none is readable yet)."""
+    """How many epochs the run's newest checkpoint marks as done (0 if none is readable yet)."""
+    markers = sorted((run_dir / CHECKPOINT_DIR).glob("epoch-*.json"))
     try:
-        return json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"]
+        return json.loads(markers[-1].read_text())["epochs_done"] if markers else 0
     except (OSError, ValueError, KeyError):
         return 0
 
@@ -258,7 +266,7 @@ def test_killed_training_process_resumes_at_the_next_epoch(tiny_text, tiny_data,
     run_dir = runs_dir / config.run_name
     script = tmp_path / "train_run.py"
     script.write_text(TRAIN_SCRIPT)
-    kill_after = 1  # kill once epoch 1 is in history.csv and in the backup
+    kill_after = 1  # kill once epoch 1 is in history.csv and in a checkpoint
     with open(tmp_path / "train_run.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, str(script), str(data_dir), str(runs_dir),
@@ -287,36 +295,11 @@ def test_killed_training_process_resumes_at_the_next_epoch(tiny_text, tiny_data,
     assert recorder.epochs == list(range(resume_at, config.epochs))
     assert history["epoch"] == list(range(config.epochs))
     assert history_lines(run_dir)[: resume_at + 1] == done[: resume_at + 1]  # header and kept rows
-    assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
+    assert (run_dir / "model.keras").is_file() and not (run_dir / CHECKPOINT_DIR).exists()
 
 
 def saved_weights(path):
     return keras.saving.load_model(path, compile=False).get_weights()
-
-
-def test_best_checkpoint_keeps_the_lowest_validation_loss(tmp_path):
-    model = build_model(5, units=16, n_layers=1)
-    checkpoint = BestCheckpoint(tmp_path / "best.keras", tmp_path)
-    checkpoint.set_model(model)
-    weights = {}
-    for epoch, val_loss in enumerate([3.0, 2.0, 2.5]):
-        model.set_weights([w + 1.0 for w in model.get_weights()])
-        weights[epoch] = model.get_weights()
-        checkpoint.on_epoch_begin(epoch)
-        checkpoint.on_epoch_end(epoch, {"val_loss": val_loss})
-    for saved, expected in zip(saved_weights(tmp_path / "best.keras"), weights[1]):
-        np.testing.assert_array_equal(saved, expected)
-
-
-def test_best_checkpoint_of_a_resumed_run_remembers_the_best_so_far(tmp_path):
-    (tmp_path / "history.csv").write_text("epoch,val_loss\n0,2.0\n1,1.0\n2,9.0\n")
-    checkpoint = BestCheckpoint(tmp_path / "best.keras", tmp_path)
-    checkpoint.set_model(build_model(5, units=16, n_layers=1))
-    checkpoint.on_epoch_begin(2)  # resumed at epoch 2: the row of epoch 2 is to be redone
-    checkpoint.on_epoch_end(2, {"val_loss": 1.5})
-    assert not (tmp_path / "best.keras").exists()
-    checkpoint.on_epoch_end(3, {"val_loss": 0.5})
-    assert (tmp_path / "best.keras").is_file()
 
 
 # ---- loading a run back -----------------------------------------------------------------------
