@@ -20,18 +20,20 @@ GEN_RUN ?= $(OUT)/runs/$(SRUN)
 PROMPT ?= ROMEO:
 NCHARS ?= 500
 TEMPERATURE ?= 0.8
-# Optional overrides (empty: the notebook's default): CORPUS for notebook 01; EPOCHS, STEPS,
-# UNITS, SEED for 02 and 03; STREAMS (parallel streams) for 03.
+PRESET ?= seed# training recipe: configs/$(PRESET).yaml (seed: the seed notebook's values)
+# Optional overrides (empty: the preset's or notebook's value): CORPUS for notebook 01; EPOCHS, STEPS,
+# UNITS, SEED, MINUTES (time budget) for 02 and 03; STREAMS (parallel streams) for 03.
 param = $(if $(2),-p $(1) $(2))
-TRAIN_PARAMS = -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
-	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED))
+TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
+	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED)) \
+	$(call param,max_minutes,$(MINUTES))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data train-stateless train-stateful generate test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: RUN SRUN DATASET CORPUS EPOCHS STEPS UNITS SEED STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE"
+	@echo "  variables: PRESET RUN SRUN DATASET CORPUS EPOCHS MINUTES STEPS UNITS SEED STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -23,6 +23,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
+        crash_point("before-rename")
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -38,7 +38,10 @@ DATA_KEYS = ("corpus_sha256", "vocab_size", "lower", "train_fraction", "train_ch
 
 @dataclass
 class TrainConfig:
+    """Every training parameter; the defaults are the seed's recipe (configs/seed.yaml)."""
+
     run_name: str = "stateless"
+    preset: str | None = "seed"  # the configs/<preset>.yaml these values started from (a label)
     stateful: bool = False  # True: consecutive windows of `batch_size` parallel streams
     units: int = 128  # GRU units per layer (the seed: 128)
     n_layers: int = 2  # stacked GRU layers (the seed: 2)
@@ -75,6 +78,18 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number{hint}, got {value!r}.")
         if not self.run_name or self.run_name.startswith(".") or Path(self.run_name).name != self.run_name:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ValueError(f"preset must be a name or None, got {self.preset!r}.")
+
+    @classmethod
+    def from_record(cls, record: dict) -> TrainConfig:
+        """The config a run's config.json records (its data identity set aside)."""
+        fields = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - fields - {"data"})
+        if unknown:
+            raise ValueError(f"Unknown training parameters {unknown}: this config.json was written by "
+                             "another version of charrnn.")
+        return cls(**{key: value for key, value in record.items() if key in fields})
 
 
 def _check_int(name: str, value, minimum: int, none_ok: bool = False) -> None:
