@@ -29,11 +29,11 @@ TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param
 	$(call param,max_minutes,$(MINUTES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train-stateless train-stateful generate test lint bench clean
+.PHONY: help setup data train-stateless train-stateful generate reproduce test kill-test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET RUN SRUN DATASET CORPUS EPOCHS MINUTES STEPS UNITS SEED STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE"
+	@echo "  variables: PRESET KILLS MODE RUN SRUN DATASET CORPUS EPOCHS MINUTES STEPS UNITS SEED STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,8 +68,15 @@ generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, 
 	$(PY) -m charrnn generate --run $(GEN_RUN) --prompt "$(PROMPT)" --n-chars $(NCHARS) \
 		--temperature $(TEMPERATURE)
 
+reproduce: $(STAMP) ## re-run outputs/runs/$(RUN) from its records into $(RUN)-reproduced; compare histories
+	$(PY) -m charrnn.reproduce --run $(RUN)
+
 test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters
 	$(PY) -m pytest
+
+KILLS ?= 20# kill-test: SIGKILLs per mode
+kill-test: $(STAMP) ## SIGKILL a tiny training notebook KILLS times (MODE=stateless|stateful, default both); resumed = uninterrupted?
+	$(PY) tests/kill_anywhere.py --kills $(KILLS) $(if $(MODE),--mode $(MODE))
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

@@ -102,3 +102,16 @@ EXPECTED_FILES = {
     "03_train_stateful.ipynb": _run("stateful-tiny", extra={"stateful_vs_stateless.png"}),
     "04_generate.ipynb": _generated,
 }
+
+
+@pytest.mark.notebook
+def test_reproduce_reruns_a_run_from_its_records_with_an_identical_history(outputs):
+    from charrnn.reproduce import reproduce
+
+    if not (outputs / "runs" / "stateless-tiny" / "model.keras").exists():
+        pytest.skip("needs the stateless notebook run above")
+    result = reproduce("stateless-tiny", outputs, execution_timeout=TIMEOUT_PER_CELL)
+    assert result["identical"], result["max_abs_difference"]
+    assert (outputs / "runs" / "stateless-tiny-reproduced" / "02_train_stateless.ipynb").is_file()
+    with pytest.raises(FileExistsError):
+        reproduce("stateless-tiny", outputs)
