@@ -68,7 +68,7 @@ generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, 
 	$(PY) -m charrnn generate --run $(GEN_RUN) --prompt "$(PROMPT)" --n-chars $(NCHARS) \
 		--temperature $(TEMPERATURE)
 
-reproduce: $(STAMP) ## re-run outputs/runs/$(RUN) from its records into $(RUN)-reproduced; compare histories
+reproduce: $(STAMP) ## re-run outputs/runs/RUN from its records into RUN-reproduced; compare the histories
 	$(PY) -m charrnn.reproduce --run $(RUN)
 
 test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters
