@@ -35,10 +35,11 @@ _NAME = re.compile(r"^epoch-(\d{5,})\.json$")
 class TrainingState:
     """What a resumed run needs beside the variables."""
 
-    epochs_done: int  # finished epochs; training resumes at this epoch index
-    best_val_loss: float | None  # lowest val_loss among those epochs (None: no validation yet)
-    best_epoch: int | None  # the epoch that reached it (early stopping counts from there)
-    train_seconds: float  # wall time spent in training so far, across attempts
+    epochs_done: int = 0  # finished epochs; training resumes at this epoch index
+    best_val_loss: float | None = None  # lowest val_loss among those epochs (None: no validation yet)
+    best_epoch: int | None = None  # the epoch that reached it (early stopping counts from there)
+    train_seconds: float = 0.0  # wall time spent in training so far, across attempts
+    train_chars: int = 0  # training characters (targets) read so far
     stop_reason: str | None = None  # "time budget", "early stopping": the run is over
 
 

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from charrnn.atomic import atomic_path
+from charrnn.runs import CHARS_COLUMN, TIME_COLUMN
 from charrnn.tokenizer import CharTokenizer
 
 
@@ -50,18 +51,21 @@ def loss_curves(history: dict, path=None, title: str = ""):
     return _save(fig, path)
 
 
-def compare_validation(curves: dict[str, tuple[dict, int]], path=None):
-    """Validation bits/char of several runs against characters seen in training.
+def validation_curves(histories: dict[str, dict], path=None):
+    """Validation bits/char of several runs against training minutes (left) and characters seen (right).
 
-    `curves` maps a run label to (history, training characters per epoch), so
-    runs with different epoch lengths share one x axis.
+    `histories` maps a label to a run's history (`runs.read_history`); time is the
+    axis a user has, characters the one that compares recipes at equal data.
     """
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for label, (history, chars_per_epoch) in curves.items():
-        seen = (np.asarray(history["epoch"]) + 1) * chars_per_epoch
-        ax.plot(seen, np.asarray(history["val_loss"]) / math.log(2), marker="o", label=label)
-    ax.set(xlabel="training characters seen", ylabel="validation bits per character",
-           title="Validation loss against characters seen")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, (ax_time, ax_chars) = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for label, history in histories.items():
+        bits = np.asarray(history["val_loss"]) / math.log(2)
+        ax_time.plot(np.asarray(history[TIME_COLUMN]) / 60, bits, marker="o", markersize=3, label=label)
+        ax_chars.plot(history[CHARS_COLUMN], bits, marker="o", markersize=3, label=label)
+    ax_time.set(xlabel="training minutes", ylabel="validation bits per character",
+                title="Validation loss against time")
+    ax_chars.set(xlabel="training characters seen", title="Validation loss against characters seen")
+    for ax in (ax_time, ax_chars):
+        ax.grid(alpha=0.3)
+        ax.legend()
     return _save(fig, path)

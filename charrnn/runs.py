@@ -4,7 +4,7 @@
         config.json        every training parameter
         environment.json   Python / TensorFlow / Keras / NumPy versions, platform, git commit, corpus sha256
         tokenizer.json     the vocabulary
-        history.csv        one row per epoch (loss, accuracy, bpc, and their val_ twins)
+        history.csv        a row per epoch: loss, accuracy, bpc, their val_ twins, train_seconds, train_chars
         model.keras        the final model (written when training ends)
         best.keras         the model with the lowest validation loss so far
         checkpoints/       the checkpoint of record while a run is unfinished (removed when it ends)
@@ -42,6 +42,7 @@ BEST_FILE = "best.keras"
 HISTORY_FILE = "history.csv"
 LOCK_FILE = "run.lock"
 TIME_COLUMN = "train_seconds"  # the one history column that differs between identical runs
+CHARS_COLUMN = "train_chars"  # training characters read by the end of each epoch
 
 
 def git_commit() -> str:
@@ -96,8 +97,21 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     columns: dict[str, list[float]] = {key: [] for key in (rows[0] if rows else {})}
     for row in rows:
         for key, value in row.items():
-            columns[key].append(int(value) if key == "epoch" else float(value))
+            columns[key].append(int(value) if key in ("epoch", CHARS_COLUMN) else float(value))
     return columns
+
+
+def read_histories(runs_dir: str | os.PathLike, names) -> dict[str, dict]:
+    """{name: history} for each run of `names` (one name or a list) that has a history with time columns."""
+    names = [names] if isinstance(names, str) else list(names or [])
+    histories = {}
+    for name in names:
+        history = read_history(Path(runs_dir) / name)
+        if history and TIME_COLUMN in history:
+            histories[name] = history
+        else:
+            print(f"No run {name!r} with a history of this version in {runs_dir}: not compared.")
+    return histories
 
 
 def save_samples(

@@ -22,6 +22,7 @@ from charrnn.model import ResetStatesCallback, build_model, compile_model
 from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
     BEST_FILE,
+    CHARS_COLUMN,
     HISTORY_FILE,
     MODEL_FILE,
     TIME_COLUMN,
@@ -99,15 +100,16 @@ def _check_int(name: str, value, minimum: int, none_ok: bool = False) -> None:
 
 
 class Clock(keras.callbacks.Callback):
-    """Training seconds across attempts, into each epoch's logs; stops the run when its budget is spent.
+    """Training seconds and characters across attempts, into each epoch's logs; stops at the time budget.
 
     A spent budget stops at the next batch boundary, inside an epoch if need be;
     Keras then still validates and ends the epoch, so the last row is a partial epoch.
     """
 
-    def __init__(self, seconds_before: float, budget_seconds: float | None):
+    def __init__(self, state: TrainingState, chars_per_batch: int, budget_seconds: float | None):
         super().__init__()
-        self.seconds_before = seconds_before
+        self.seconds_before, self.chars = state.train_seconds, state.train_chars
+        self.chars_per_batch = chars_per_batch
         self.budget_seconds = budget_seconds
         self.budget_spent = False
 
@@ -123,11 +125,13 @@ class Clock(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
+        self.chars += self.chars_per_batch
         self._check_budget()
 
     def on_epoch_end(self, epoch, logs=None):
         self._check_budget()
         logs[TIME_COLUMN] = round(self.seconds(), 3)
+        logs[CHARS_COLUMN] = self.chars
 
 
 class EpochRecord(keras.callbacks.Callback):
@@ -157,7 +161,8 @@ class EpochRecord(keras.callbacks.Callback):
         elif self.patience and state.best_epoch is not None and epoch - state.best_epoch >= self.patience:
             state.stop_reason = "early stopping"
             self.model.stop_training = True
-        state.epochs_done, state.train_seconds = epoch + 1, logs[TIME_COLUMN]
+        state.epochs_done, state.train_seconds, state.train_chars = (
+            epoch + 1, logs[TIME_COLUMN], logs[CHARS_COLUMN])
         save_checkpoint(self.run_dir, self.model, state)
 
 def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0):
@@ -263,7 +268,7 @@ def train(
             print(f"Run {run_dir} is already complete: loaded it. Delete the folder or choose "
                   "another run_name to train again.")
             return load_run(run_dir).model, read_history(run_dir)
-        state, arrays = checkpoint if status == "resume" else (TrainingState(0, None, None, 0.0), None)
+        state, arrays = checkpoint if status == "resume" else (TrainingState(), None)
         return _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
 
 
@@ -293,9 +298,9 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
 
     budget = None if config.max_minutes is None else 60.0 * config.max_minutes
     if state.stop_reason is None and state.epochs_done < config.epochs:
-        clock = Clock(state.train_seconds, budget)
+        clock = Clock(state, config.batch_size * config.n_steps, budget)
         callbacks = [
-            clock,  # first: puts train_seconds into the logs the others read
+            clock,  # first: puts the time and characters so far into the logs the others read
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
             EpochRecord(run_dir, state, clock, config.early_stopping_patience),
         ]
@@ -328,9 +333,3 @@ def batches_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
         one_pass = count_stream_batches(n_train_ids, n_steps, batch_size)
         return min(one_pass, steps or one_pass)
     return steps or math.ceil(count_windows(n_train_ids, n_steps, get("shift")) / batch_size)
-
-
-def chars_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
-    """Training characters (targets) one epoch reads, to compare runs on one axis."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    return batches_per_epoch(config, n_train_ids) * get("batch_size") * get("n_steps")

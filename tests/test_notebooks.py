@@ -99,7 +99,7 @@ def _names(folder):
 EXPECTED_FILES = {
     "01_data_prep.ipynb": _prepared,
     "02_train_stateless.ipynb": _run("stateless-tiny"),
-    "03_train_stateful.ipynb": _run("stateful-tiny", extra={"stateful_vs_stateless.png"}),
+    "03_train_stateful.ipynb": _run("stateful-tiny", extra={"validation_curves.png"}),
     "04_generate.ipynb": _generated,
 }
 
