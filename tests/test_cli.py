@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -103,3 +105,35 @@ def test_module_generates_in_a_real_process(generation_run):
                         "--temperature", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) == 31
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("runs/copy", "is the run folder"),  # the finding: --out the run itself
+        ("runs/copy/export", "lies inside the run folder"),
+        ("runs", "not an export written by charrnn"),  # a folder holding runs
+        ("notes", "not an export written by charrnn"),  # any other folder
+        ("old-export", "contains the run folder"),  # an export someone put a run into
+    ],
+)
+def test_export_overwrite_never_deletes_a_run_or_a_foreign_folder(capsys, generation_run, tmp_path, out,
+                                                                  message):
+    run = tmp_path / "runs" / "copy"
+    shutil.copytree(generation_run, run)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    old_export = tmp_path / "old-export"
+    (old_export / "nested").mkdir(parents=True)
+    (old_export / "charrnn_export.json").write_text("{}")
+    shutil.copytree(generation_run, old_export / "nested" / "run")
+    before = snapshot(tmp_path)
+    argv = ["export", "--run", str(run), "--out", str(tmp_path / out), "--overwrite"]
+    code, stdout, err = run_main(capsys, *argv)
+    assert code == 2 and stdout == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert snapshot(tmp_path) == before  # nothing deleted, nothing written
