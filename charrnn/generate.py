@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import secrets
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import keras
 import numpy as np
@@ -295,6 +295,8 @@ class Generator:
         `seed`: the same seed, prompts and settings give the same texts; None
         draws a fresh one.
         """
+        if isinstance(prompts, (bytes, bytearray)) or not isinstance(prompts, (str, Iterable)):
+            raise ValueError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}.")
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
             raise ValueError("prompts is empty: give a string or a list of strings.")

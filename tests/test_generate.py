@@ -154,6 +154,10 @@ def test_functions_are_traced_once(generator):
         ({"top_k": 0}, "top_k"),
         ({"top_k": 10_000}, "top_k"),
         ({"seed": -3}, "seed"),
+        ({"prompts": None}, "prompts must be a string or a list of strings, got NoneType"),
+        ({"prompts": 42}, "prompts must be a string or a list of strings, got int"),
+        ({"prompts": b"the "}, "prompts must be a string or a list of strings, got bytes"),
+        ({"prompts": ["the ", None]}, "A prompt must be a string, got NoneType"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(generator, kwargs, message):
