@@ -228,15 +228,15 @@ def _keep_top_k(logits, top_k):
 class Generator:
     """Continues prompts by carrying the GRU states: linear in the length, batched.
 
-    One step is one call of the model's step model (`charrnn.model.build_step_model`:
-    one character per stream and the GRU states in, the next character's logits
-    and the new states out). While a stream is
-    still inside its prompt, the next character is the prompt's; after that it
-    is sampled. So prompts of any lengths share one batch, each is read once,
-    and shorter prompts simply start sampling earlier (their extra characters
-    are dropped). The step loop is a `tf.while_loop` compiled with XLA; it runs
-    in chunks of `CHUNK_STEPS` steps so that XLA sees fixed shapes, inside one
-    outer `tf.function` (`generate_ids`, also what `charrnn.export` saves).
+    One step is one call of the step model (`charrnn.model.build_step_model`:
+    one character per stream and the GRU states in, the next character's
+    logits and the new states out). While a stream is still inside its prompt,
+    the next character is the prompt's; after that it is sampled. So prompts of
+    any lengths share one batch, each is read once, and shorter prompts simply
+    start sampling earlier (their extra characters are dropped). The step loop
+    is a `tf.while_loop` compiled with XLA; it runs in chunks of `CHUNK_STEPS`
+    steps so that XLA sees fixed shapes, inside one outer `tf.function`
+    (`generate_ids`, also what `charrnn.export` saves).
 
     Both functions have fixed input signatures: repeated calls reuse one trace
     (XLA compiles once more for each new batch size).
