@@ -7,12 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-OUT := outputs
+OUT ?= $(or $(CHARRNN_OUTPUTS),outputs)# where every target writes; the notebooks and the CLI get it too
+override CHARRNN_OUTPUTS := $(abspath $(OUT))
+export CHARRNN_OUTPUTS
 DATASET ?= tinyshakespeare
 DATA_DIR := $(OUT)/data/$(DATASET)
 TIMEOUT ?= 7200# seconds per notebook cell; TIMEOUT=-1 for runs longer than 2 hours
-export TF_CPP_MIN_LOG_LEVEL := 2
-PAPERMILL := $(PY) -m papermill --log-output --execution-timeout $(TIMEOUT) --cwd notebooks -k python3
+export TF_CPP_MIN_LOG_LEVEL ?= 3# hides TensorFlow's C++ start-up logs (cuInit errors); 0 shows them
+PAPERMILL = $(PY) -m papermill --log-output --execution-timeout $(TIMEOUT) --cwd notebooks -k python3
 
 RUN ?= stateless# stateless run name (notebook 02)
 SRUN ?= stateful# stateful run name (notebook 03)
@@ -28,12 +30,33 @@ TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param
 	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED)) \
 	$(call param,max_minutes,$(MINUTES))
 
+# RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
+bad_name = $(if $(or $(findstring /,$(1)),$(filter .%,$(1)),$(word 2,$(1)),$(if $(strip $(1)),,empty)),bad)
+$(foreach name,RUN SRUN DATASET,$(if $(call bad_name,$($(name))),$(error $(name)='$($(name))' is not \
+	a plain folder name: use letters, digits, '-' or '_', with no '/' and no leading '.')))
+
+# $(call papermill,notebook,executed,parameters): papermill writes into a temporary name that
+# replaces `executed` only on success, so a failed run never overwrites a finished one's record;
+# a failed run's notebook is kept beside it as <name>.failed.ipynb.
+define papermill
+	@echo '$(PAPERMILL) $(1) $(2) -p outputs_dir $(CHARRNN_OUTPUTS) $(strip $(3))'
+	@tmp="$(dir $(2)).$(notdir $(2)).tmp-$$$$.ipynb"; failed="$(basename $(2)).failed.ipynb"; \
+	if $(PAPERMILL) $(1) "$$tmp" -p outputs_dir $(CHARRNN_OUTPUTS) $(3); then \
+		mv -f "$$tmp" "$(2)" && rm -f "$$failed"; \
+	else \
+		status=$$?; echo "make: $(1) failed (exit $$status)" >&2; \
+		if mv -f "$$tmp" "$$failed" 2>/dev/null; then echo "make: its executed notebook: $$failed" >&2; fi; \
+		exit $$status; \
+	fi
+endef
+
 .DEFAULT_GOAL := help
 .PHONY: help setup data train-stateless train-stateful generate reproduce test kill-test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET KILLS MODE RUN SRUN DATASET CORPUS EPOCHS MINUTES STEPS UNITS SEED STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE"
+	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS EPOCHS MINUTES STEPS UNITS SEED STREAMS TIMEOUT"
+	@echo "             GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +67,8 @@ setup: $(STAMP) ## create .venv and install the package with its dev tools
 
 define PREPARE_DATA
 	mkdir -p $(DATA_DIR)
-	$(PAPERMILL) notebooks/01_data_prep.ipynb $(DATA_DIR)/01_data_prep.ipynb \
-		-p dataset_name $(DATASET) $(call param,corpus_path,$(CORPUS))
+	$(call papermill,notebooks/01_data_prep.ipynb,$(DATA_DIR)/01_data_prep.ipynb,\
+		-p dataset_name $(DATASET) $(call param,corpus_path,$(CORPUS)))
 endef
 
 $(DATA_DIR)/meta.json: | $(STAMP)
@@ -56,20 +79,20 @@ data: $(STAMP) ## notebook 01: tokenize and split the corpus into outputs/data/<
 
 train-stateless: $(DATA_DIR)/meta.json | $(STAMP) ## notebook 02: stateless GRU on shuffled windows into outputs/runs/$(RUN)/
 	mkdir -p $(OUT)/runs/$(RUN)
-	$(PAPERMILL) notebooks/02_train_stateless.ipynb $(OUT)/runs/$(RUN)/02_train_stateless.ipynb \
-		-p run_name $(RUN) $(TRAIN_PARAMS)
+	$(call papermill,notebooks/02_train_stateless.ipynb,$(OUT)/runs/$(RUN)/02_train_stateless.ipynb,\
+		-p run_name $(RUN) $(TRAIN_PARAMS))
 
 train-stateful: $(DATA_DIR)/meta.json | $(STAMP) ## the main job, notebook 03: stateful GRU on parallel streams into outputs/runs/$(SRUN)/
 	mkdir -p $(OUT)/runs/$(SRUN)
-	$(PAPERMILL) notebooks/03_train_stateful.ipynb $(OUT)/runs/$(SRUN)/03_train_stateful.ipynb \
-		-p run_name $(SRUN) -p compare_with $(RUN) $(TRAIN_PARAMS) $(call param,batch_size,$(STREAMS))
+	$(call papermill,notebooks/03_train_stateful.ipynb,$(OUT)/runs/$(SRUN)/03_train_stateful.ipynb,\
+		-p run_name $(SRUN) -p compare_with $(RUN) $(TRAIN_PARAMS) $(call param,batch_size,$(STREAMS)))
 
 generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, TEMPERATURE)
 	$(PY) -m charrnn generate --run $(GEN_RUN) --prompt "$(PROMPT)" --n-chars $(NCHARS) \
 		--temperature $(TEMPERATURE)
 
 reproduce: $(STAMP) ## re-run outputs/runs/RUN from its records into RUN-reproduced; compare the histories
-	$(PY) -m charrnn.reproduce --run $(RUN)
+	$(PY) -m charrnn.reproduce --run $(RUN) --outputs $(OUT)
 
 test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters
 	$(PY) -m pytest

@@ -2,7 +2,8 @@
 
 Modules, one job each: `data` (corpus, split, prepared folder), `tokenizer`,
 `pipelines` (tf.data), `model`, `train`, `runs` (run folders), `generate`,
-`export`, `plots`, `bench` (`python -m charrnn.bench`) and the CLI (`python -m charrnn`).
+`export`, `layout` (printing texts), `plots`, `bench` (`python -m charrnn.bench`)
+and the CLI (`python -m charrnn`).
 
 The names below are imported lazily, so `import charrnn` (and the CLI's `--help`)
 does not pay for starting TensorFlow.

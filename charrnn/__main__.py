@@ -2,18 +2,54 @@
 
 Only argument parsing lives here; the work is done by `charrnn.generate` and
 `charrnn.export`. Bad arguments, a missing run or unusable prompt end with one
-line on stderr and exit code 2, as argparse does.
+line on stderr and exit code 2, as argparse does. TensorFlow's start-up logs
+are hidden unless `--verbose`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 
-from charrnn.runs import BEST_FILE, MODEL_FILE
 
-CHECKPOINT_HELP = f"model file in the run folder ({MODEL_FILE}; or {BEST_FILE})"
+def quiet_tensorflow() -> None:
+    """Import TensorFlow without its start-up logs (oneDNN, CUDA, CPU-feature and XLA lines).
+
+    TF_CPP_MIN_LOG_LEVEL=3 hides its C++ logs, cuInit errors included; the lines
+    absl prints before that setting is read go to file descriptor 2 while
+    TensorFlow loads, so that descriptor points at /dev/null meanwhile. Python
+    errors still show: they are printed after it is restored. Does nothing once
+    TensorFlow is imported (in a notebook or a test, say).
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    with _stderr_to_devnull():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _wants_verbose(argv: list[str]) -> bool:
+    """--verbose anywhere in argv, read before the full parser (which imports TensorFlow)."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("--verbose", action="store_true")
+    return early.parse_known_args(argv)[0].verbose
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -76,6 +112,11 @@ def _export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from charrnn.runs import BEST_FILE, MODEL_FILE
+
+    checkpoint_help = f"model file in the run folder ({MODEL_FILE}; or {BEST_FILE})"
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     parser = _OneLineErrorParser(
         prog="python -m charrnn",
         description="Generate text from a trained Char-RNN run, or export its generator.",
@@ -84,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser(
         "generate",
+        parents=[verbose],
         help="continue a prompt with a trained run",
         description="Print the prompt followed by generated characters (fast state-carrying generator).",
     )
@@ -96,16 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=_non_negative_int, help="for reproducible samples (default: random)")
     generate.add_argument("--num-samples", type=_positive_int, default=1, help="samples to print (1)")
     generate.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest characters only")
-    generate.add_argument("--checkpoint", default=MODEL_FILE, help=CHECKPOINT_HELP)
+    generate.add_argument("--checkpoint", default=MODEL_FILE, help=checkpoint_help)
 
     export = commands.add_parser(
         "export",
+        parents=[verbose],
         help="save a run's generator as a SavedModel (strings in, strings out)",
         description="Export the generator as a SavedModel usable with TensorFlow alone.",
     )
     export.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/stateful")
     export.add_argument("--out", required=True, help="SavedModel folder to write")
-    export.add_argument("--checkpoint", default=MODEL_FILE, help=CHECKPOINT_HELP)
+    export.add_argument("--checkpoint", default=MODEL_FILE, help=checkpoint_help)
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     generate.set_defaults(command=_generate, command_parser=generate)
@@ -114,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not _wants_verbose(argv):
+        quiet_tensorflow()  # before anything imports TensorFlow, build_parser included
     args = build_parser().parse_args(argv)
     try:
         args.command(args)

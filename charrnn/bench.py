@@ -6,11 +6,14 @@ Rows:
   training    training characters/s, seed hyperparameters, this package vs the seed's Keras construction
   generation  characters/s of the state-carrying Generator (1 and 16 streams) vs the seed's complete_text
               (200 characters from one prompt)
+
+`compare_speed` is the generation timing notebook 04 prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import tensorflow as tf
 
 from charrnn.atomic import write_json
 from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
+from charrnn.generate import Generator, check_count, complete_text
 from charrnn.model import build_model, compile_model
 from charrnn.pipelines import shuffled_windows
 from charrnn.runs import environment_record
@@ -100,6 +104,47 @@ def best_training_rates(contenders: dict, steps: int, rounds: int = 3) -> dict:
     return best
 
 
+@dataclasses.dataclass
+class SpeedComparison:
+    n_chars: int
+    fast_chars_per_second: float
+    reference_chars_per_second: float
+
+    @property
+    def ratio(self) -> float:
+        return self.fast_chars_per_second / self.reference_chars_per_second
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_chars} characters: Generator {self.fast_chars_per_second:,.0f} chars/s, "
+            f"complete_text {self.reference_chars_per_second:,.1f} chars/s, "
+            f"{self.ratio:,.0f}x faster"
+        )
+
+
+def compare_speed(
+    generator: Generator, prompt: str, n_chars: int = 200, temperature: float = 1.0, repeats: int = 3
+) -> SpeedComparison:
+    """Characters per second of `generator` and of `complete_text`: best of `repeats` after a warm-up."""
+    n_chars = check_count(n_chars, "n_chars", minimum=1)
+    repeats = check_count(repeats, "repeats", minimum=1)
+
+    def best_rate(run):
+        seconds = []
+        for seed in range(repeats):
+            start = time.perf_counter()
+            run(seed)
+            seconds.append(time.perf_counter() - start)
+        return n_chars / min(seconds)
+
+    generator.generate(prompt, n_chars, temperature, seed=0)  # compiles
+    fast = best_rate(lambda seed: generator.generate(prompt, n_chars, temperature, seed=seed))
+    complete_text(generator.model, generator.tokenizer, prompt, 1, temperature)  # traces
+    reference = best_rate(
+        lambda seed: complete_text(generator.model, generator.tokenizer, prompt, n_chars, temperature))
+    return SpeedComparison(n_chars, fast, reference)
+
+
 def bench_pipeline(train_ids, vocab_size, quick):
     ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
     seed = seed_window_chain(train_ids - 1, vocab_size)
@@ -118,8 +163,6 @@ def bench_training(train_ids, vocab_size, quick):
 
 
 def bench_generation(tokenizer, quick):
-    from charrnn.generate import Generator, compare_speed
-
     model = build_model(tokenizer.vocab_size)  # speed does not depend on the weights
     generator = Generator(model, tokenizer)
     # The seed's complete_text and the Generator, both for 200 characters from one prompt.

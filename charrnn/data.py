@@ -1,8 +1,8 @@
 """Finding the corpus, splitting it in time, and the prepared-data folder.
 
 This is the one module that resolves paths from the environment
-(`$CHARRNN_DATA`, the project's `outputs/` folder); everything else takes paths
-as arguments.
+(`$CHARRNN_DATA`, `$CHARRNN_OUTPUTS`, the project's `outputs/` folder);
+everything else takes paths as arguments.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,8 +21,35 @@ import numpy as np
 from charrnn.atomic import atomic_path, write_json
 from charrnn.tokenizer import CharTokenizer
 
+# The folder holding the package: the project root when running from a checkout, site-packages
+# (or similar) in an installed copy. Only `find_outputs_dir` decides which it is.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS_DIR = PROJECT_ROOT / "outputs"
+OUTPUTS_ENV_VAR = "CHARRNN_OUTPUTS"
+
+
+def checkout_root(root: Path) -> Path | None:
+    """`root` when it is a charrnn checkout (its pyproject.toml names the project charrnn), else None."""
+    try:
+        pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return root if re.search(r'(?m)^name\s*=\s*["\']charrnn["\']', pyproject) else None
+
+
+def find_outputs_dir() -> Path:
+    """Where outputs go: $CHARRNN_OUTPUTS, else <checkout>/outputs, else ./outputs.
+
+    An installed (non-editable) package has no checkout beside it: it writes into
+    the current directory, never into site-packages.
+    """
+    from_env = os.environ.get(OUTPUTS_ENV_VAR)
+    if from_env:
+        return Path(from_env).expanduser().absolute()
+    root = checkout_root(PROJECT_ROOT)
+    return (root if root is not None else Path.cwd()) / "outputs"
+
+
+OUTPUTS_DIR = find_outputs_dir()  # resolved once, at import
 CACHE_DIR = OUTPUTS_DIR / "data" / "raw"
 
 SHAKESPEARE_URL = (
@@ -43,6 +71,10 @@ def sha256_of(path: str | os.PathLike) -> str:
 def read_text(path: str | os.PathLike, min_chars: int = 1) -> str:
     """Read a UTF-8 corpus, refusing files that cannot train anything."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"Corpus path {path} is a directory, not a file. Pass the path of a UTF-8 text file in it."
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"Corpus file {path} does not exist. Pass the path of a UTF-8 text file, "
@@ -109,8 +141,9 @@ def find_corpus(path: str | os.PathLike | None = None) -> Path:
     if os.environ.get(ENV_VAR):
         from_env = Path(os.environ[ENV_VAR])
         if not from_env.is_file():
+            what = "a directory" if from_env.is_dir() else "not a file"
             raise FileNotFoundError(
-                f"${ENV_VAR} is set to {from_env}, which is not a file. Fix or unset the variable."
+                f"${ENV_VAR} is set to {from_env}, which is {what}. Set it to a UTF-8 text file or unset it."
             )
         return from_env
     cached = CACHE_DIR / SHAKESPEARE_FILENAME

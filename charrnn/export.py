@@ -16,10 +16,14 @@ Prompts are lower-cased first when the tokenizer was (`lower=True`). Characters
 that are not in the vocabulary are dropped from what the model reads (the
 returned prompt keeps them); a prompt with no known character at all is an
 InvalidArgumentError. Top-k sampling is not exported.
+
+Every export holds a marker file, `charrnn_export.json`: `overwrite` only ever
+replaces a folder that has it, and an export never goes into a run folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -28,9 +32,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from charrnn.atomic import write_json
 from charrnn.generate import Generator
 from charrnn.runs import MODEL_FILE, load_run
 from charrnn.tokenizer import CharTokenizer
+
+EXPORT_MARKER = "charrnn_export.json"  # written into every export: what `overwrite` may replace
+RUN_CONFIG = "config.json"  # its presence marks a run folder (see charrnn.runs)
 
 
 class ExportedGenerator(tf.Module):
@@ -93,6 +101,54 @@ class ExportedGenerator(tf.Module):
         return ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32)
 
 
+def is_run_folder(folder: Path) -> bool:
+    """True for a charrnn run folder: its config.json names a run (or cannot be read: assume it does)."""
+    config = folder / RUN_CONFIG
+    if not config.is_file():
+        return False
+    try:
+        record = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(record, dict) or "run_name" in record
+
+
+def check_destination(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """`path` if an export may be written there; otherwise a clear error, and nothing touched.
+
+    Refused: a run folder, a folder inside one, and an existing `path` unless
+    `overwrite` and it is an earlier export (has the marker) holding no run folder.
+    """
+    path = Path(path)
+    resolved = path.resolve()  # a symbolic link to a run folder is that run folder
+    for folder in (resolved, *resolved.parents):
+        if is_run_folder(folder):
+            where = "is" if folder == resolved else "lies inside"
+            raise ValueError(
+                f"{path} {where} the run folder {folder}: an export there could replace the run's files. "
+                "Export to a folder outside every run, e.g. outputs/export/<run>."
+            )
+    if not path.exists() and not path.is_symlink():
+        return path
+    if not overwrite:
+        raise FileExistsError(
+            f"{path} already exists: choose another folder, or replace an earlier export with "
+            "overwrite=True (--overwrite)."
+        )
+    if not (path.is_dir() and (path / EXPORT_MARKER).is_file()):
+        raise ValueError(
+            f"{path} exists and is not an export written by charrnn (no {EXPORT_MARKER}): overwrite only "
+            "replaces an earlier export. Choose another folder, or delete this one yourself."
+        )
+    for config in path.rglob(RUN_CONFIG):
+        if is_run_folder(config.parent):
+            raise ValueError(
+                f"{path} contains the run folder {config.parent}: overwriting it would delete the run. "
+                "Move the run out first, or choose another folder."
+            )
+    return path
+
+
 def export_generator(
     model: keras.Model, tokenizer: CharTokenizer, path: str | os.PathLike, *, overwrite: bool = False
 ) -> Path:
@@ -100,11 +156,9 @@ def export_generator(
 
     Written into a temporary folder beside `path`, then renamed, so `path` is
     never a half-written export. An existing `path` is replaced only with
-    `overwrite=True`.
+    `overwrite=True`, and only when it is an earlier export (`check_destination`).
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists: choose another folder or pass overwrite=True.")
+    path = check_destination(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -114,6 +168,7 @@ def export_generator(
         tf.saved_model.save(
             module, str(tmp), signatures={"serving_default": module.generate.get_concrete_function()}
         )
+        write_json(tmp / EXPORT_MARKER, {"written_by": "charrnn.export", "vocab_size": tokenizer.vocab_size})
         if path.exists():  # a folder cannot be renamed over a non-empty one: move the old aside first
             os.replace(path, old)
         os.replace(tmp, path)
@@ -128,8 +183,6 @@ def export_run(
     overwrite: bool = False,
 ) -> Path:
     """Export the generator of a run folder (the CLI's `export`)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:  # before the slow load
-        raise FileExistsError(f"{out_dir} already exists: choose another folder or pass --overwrite.")
+    check_destination(out_dir, overwrite=overwrite)  # before the slow load
     run = load_run(run_dir, checkpoint or MODEL_FILE)
     return export_generator(run.model, run.tokenizer, out_dir, overwrite=overwrite)

@@ -19,18 +19,16 @@ Temperature: logits are divided by it before sampling; 0 means greedy (argmax),
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
-import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from charrnn.model import gru_layers, model_config, to_stateless
+from charrnn.model import build_step_model, gru_layers, model_config, to_stateless
 from charrnn.pipelines import model_inputs
 from charrnn.runs import MODEL_FILE, load_run
 from charrnn.tokenizer import CharTokenizer
@@ -61,21 +59,6 @@ def check_vocabulary(model: keras.Model, tokenizer: CharTokenizer) -> None:
         raise ValueError(
             f"The model predicts {vocab_size} characters but the tokenizer has "
             f"{tokenizer.vocab_size}: load both from the same run."
-        )
-
-
-def check_architecture(model: keras.Model) -> None:
-    """The Generator re-runs the layers one step at a time: they must be build_model's."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    kinds = [type(layer).__name__ for layer in layers]
-    if kinds and kinds[0] == "Embedding":
-        kinds = kinds[1:]
-    n_grus = len(kinds) - 1
-    linear_output = bool(layers) and layers[-1].get_config().get("activation") == "linear"
-    if n_grus < 1 or kinds != ["GRU"] * n_grus + ["Dense"] or not linear_output:
-        raise ValueError(
-            f"The Generator needs a build_model() model: [Embedding,] GRU..., Dense without activation; "
-            f"got layers {[type(layer).__name__ for layer in layers]}."
         )
 
 
@@ -245,14 +228,15 @@ def _keep_top_k(logits, top_k):
 class Generator:
     """Continues prompts by carrying the GRU states: linear in the length, batched.
 
-    One step feeds one character per stream to the GRU cells (states carried),
-    and the Dense layer gives the logits of the next one. While a stream is
-    still inside its prompt, the next character is the prompt's; after that it
-    is sampled. So prompts of any lengths share one batch, each is read once,
-    and shorter prompts simply start sampling earlier (their extra characters
-    are dropped). The step loop is a `tf.while_loop` compiled with XLA; it runs
-    in chunks of `CHUNK_STEPS` steps so that XLA sees fixed shapes, inside one
-    outer `tf.function` (`generate_ids`, also what `charrnn.export` saves).
+    One step is one call of the step model (`charrnn.model.build_step_model`:
+    one character per stream and the GRU states in, the next character's
+    logits and the new states out). While a stream is still inside its prompt,
+    the next character is the prompt's; after that it is sampled. So prompts of
+    any lengths share one batch, each is read once, and shorter prompts simply
+    start sampling earlier (their extra characters are dropped). The step loop
+    is a `tf.while_loop` compiled with XLA; it runs in chunks of `CHUNK_STEPS`
+    steps so that XLA sees fixed shapes, inside one outer `tf.function`
+    (`generate_ids`, also what `charrnn.export` saves).
 
     Both functions have fixed input signatures: repeated calls reuse one trace
     (XLA compiles once more for each new batch size).
@@ -262,23 +246,20 @@ class Generator:
 
     def __init__(self, model: keras.Model, tokenizer: CharTokenizer, *, jit_compile: bool = True):
         if is_stateful(model):
-            model = to_stateless(model)
-        check_architecture(model)
+            model = to_stateless(model)  # the reference functions (and compare_speed) need a stateless model
+        self.step_model = build_step_model(model)
         check_vocabulary(model, tokenizer)
         self.model = model
         self.tokenizer = tokenizer
         self.vocab_size = tokenizer.vocab_size
-        embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
-        self._embedding = embeddings[0] if embeddings else None
-        self._cells = [gru.cell for gru in gru_layers(model)]
-        self._logits_layer = model.layers[-1]
+        self._state_sizes = [gru.units for gru in gru_layers(model)]
         ids, scalar = tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)
         self._run_chunk = tf.function(
             self._chunk,
             jit_compile=jit_compile,
             input_signature=[
                 ids,  # current_ids
-                tuple(tf.TensorSpec([None, cell.units], tf.float32) for cell in self._cells),
+                tuple(tf.TensorSpec([None, units], tf.float32) for units in self._state_sizes),
                 tf.TensorSpec([CHUNK_STEPS, None], tf.int32),  # prompt_ahead
                 ids,  # lengths
                 scalar, scalar,  # n_steps, first_step
@@ -314,6 +295,8 @@ class Generator:
         `seed`: the same seed, prompts and settings give the same texts; None
         draws a fresh one.
         """
+        if isinstance(prompts, (bytes, bytearray)) or not isinstance(prompts, (str, Iterable)):
+            raise ValueError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}.")
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
             raise ValueError("prompts is empty: give a string or a list of strings.")
@@ -350,12 +333,8 @@ class Generator:
 
     def _step(self, ids, states):
         """One character per stream in, the logits of the next one and the new states out."""
-        x = self._embedding(ids) if self._embedding is not None else model_inputs(ids, self.vocab_size, True)
-        new_states = []
-        for cell, state in zip(self._cells, states):
-            x, _ = cell(x, [state], training=False)
-            new_states.append(x)
-        return self._logits_layer(x), tuple(new_states)
+        logits, *new_states = self.step_model([ids, *states], training=False)
+        return logits, tuple(new_states)
 
     def _chunk(self, current_ids, states, prompt_ahead, lengths, n_steps, first_step, temperature, top_k,
                seed):
@@ -390,7 +369,7 @@ class Generator:
         # Prompt characters by position, time-major, zero past each prompt, one chunk of slack.
         slack = n_chunks * CHUNK_STEPS + 1 - tf.shape(prompt_ids)[1]
         prompt_by_time = tf.pad(tf.transpose(prompt_ids), [[0, slack], [0, 0]])
-        states = tuple(tf.zeros([batch, cell.units]) for cell in self._cells)
+        states = tuple(tf.zeros([batch, units]) for units in self._state_sizes)
         chunks = tf.TensorArray(tf.int32, size=n_chunks, element_shape=[CHUNK_STEPS, None])
 
         def body(index, current_ids, states, chunks):
@@ -412,66 +391,8 @@ class Generator:
 
 
 # ----------------------------------------------------------------------------
-# Helpers for the notebook and the CLI
+# For the CLI
 # ----------------------------------------------------------------------------
-
-
-def side_by_side(texts: dict[str, str], width: int = 36) -> str:
-    """Texts in columns under their titles, wrapped at `width` (newlines shown as '⏎')."""
-    columns = []
-    for title, text in texts.items():
-        flat = text.replace("\n", "⏎")
-        lines = [flat[i : i + width] for i in range(0, len(flat), width)] or [""]
-        columns.append([title[:width], "-" * min(width, max(len(title), 1)), *lines])
-    height = max(len(column) for column in columns)
-    rows = []
-    for i in range(height):
-        cells = [column[i] if i < len(column) else "" for column in columns]
-        while len(cells) > 1 and not cells[-1]:  # no dangling separators after the longest text ends
-            cells.pop()
-        rows.append(" | ".join(cell.ljust(width) for cell in cells).rstrip())
-    return "\n".join(rows)
-
-
-@dataclasses.dataclass
-class SpeedComparison:
-    n_chars: int
-    fast_chars_per_second: float
-    reference_chars_per_second: float
-
-    @property
-    def ratio(self) -> float:
-        return self.fast_chars_per_second / self.reference_chars_per_second
-
-    def __str__(self) -> str:
-        return (
-            f"{self.n_chars} characters: Generator {self.fast_chars_per_second:,.0f} chars/s, "
-            f"complete_text {self.reference_chars_per_second:,.1f} chars/s, "
-            f"{self.ratio:,.0f}x faster"
-        )
-
-
-def compare_speed(
-    generator: Generator, prompt: str, n_chars: int = 200, temperature: float = 1.0, repeats: int = 3
-) -> SpeedComparison:
-    """Characters per second of `generator` and of `complete_text`: best of `repeats` after a warm-up."""
-    n_chars = check_count(n_chars, "n_chars", minimum=1)
-    repeats = check_count(repeats, "repeats", minimum=1)
-
-    def best_rate(run):
-        seconds = []
-        for seed in range(repeats):
-            start = time.perf_counter()
-            run(seed)
-            seconds.append(time.perf_counter() - start)
-        return n_chars / min(seconds)
-
-    generator.generate(prompt, n_chars, temperature, seed=0)  # compiles
-    fast = best_rate(lambda seed: generator.generate(prompt, n_chars, temperature, seed=seed))
-    complete_text(generator.model, generator.tokenizer, prompt, 1, temperature)  # traces
-    reference = best_rate(
-        lambda seed: complete_text(generator.model, generator.tokenizer, prompt, n_chars, temperature))
-    return SpeedComparison(n_chars, fast, reference)
 
 
 def generate_from_run(

@@ -1,4 +1,4 @@
-"""Building Char-RNN models (stateless and stateful from one config) and moving weights.
+"""Building Char-RNN models (stateless and stateful from one config), the step model, moving weights.
 
 The models output logits over `vocab_size` classes (class = token id - 1); the
 loss uses `from_logits=True` and sampling divides logits by the temperature.
@@ -89,6 +89,64 @@ def model_config(model: keras.Model) -> dict:
 
 def gru_layers(model: keras.Model) -> list[keras.layers.GRU]:
     return [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
+
+
+def build_step_model(model: keras.Model) -> keras.Model:
+    """One time step of a `build_model` model, with its GRU states as inputs and outputs.
+
+    Inputs: `[char_ids, state_1, ..., state_n]`: one character id per stream,
+    shape (batch,), and one state per GRU, shape (batch, units). Outputs:
+    `[logits, new_state_1, ..., new_state_n]`: the next character's logits,
+    shape (batch, vocab_size), and the states after reading the character.
+    The layers are `model`'s own (shared, not copied): training `model` changes
+    the step model too. The GRUs' dropout is off (inference), and any batch size
+    works, also for a stateful `model` (the states come in as inputs).
+    """
+    check_step_architecture(model)
+    config = model_config(model)
+    embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    grus = gru_layers(model)
+    char_ids = keras.Input(shape=(), dtype="int32", name="char_ids")
+    states = [keras.Input(shape=(gru.units,), name=f"{gru.name}_state") for gru in grus]
+    # What build_model's first layer reads: the id itself, or the one-hot vector of class id - 1.
+    x = embeddings[0](char_ids) if embeddings else keras.ops.one_hot(char_ids - 1, config["vocab_size"])
+    new_states = []
+    for gru, state in zip(grus, states):
+        x = CellStep(gru.cell, name=f"{gru.name}_step")(x, state)  # a GRU cell's output is its new state
+        new_states.append(x)
+    logits = model.layers[-1](x)
+    return keras.Model([char_ids, *states], [logits, *new_states], name=f"{model.name}_step")
+
+
+class CellStep(keras.layers.Layer):
+    """One step of a GRU's cell, as a layer of its own: (input, state) → new state, dropout off.
+
+    The cell is the GRU's (shared). It needs this wrapper because Keras names
+    every GRU's cell "gru_cell", and a functional model's layers need distinct names.
+    """
+
+    def __init__(self, cell: keras.layers.GRUCell, **kwargs):
+        super().__init__(**kwargs)
+        self.cell = cell
+
+    def call(self, inputs, state):
+        output, _ = self.cell(inputs, [state], training=False)
+        return output
+
+
+def check_step_architecture(model: keras.Model) -> None:
+    """The step model re-runs the layers one step at a time: they must be build_model's."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    kinds = [type(layer).__name__ for layer in layers]
+    if kinds and kinds[0] == "Embedding":
+        kinds = kinds[1:]
+    n_grus = len(kinds) - 1
+    linear_output = bool(layers) and layers[-1].get_config().get("activation") == "linear"
+    if n_grus < 1 or kinds != ["GRU"] * n_grus + ["Dense"] or not linear_output:
+        raise ValueError(
+            f"Generation needs a build_model() model: [Embedding,] GRU..., Dense without activation; "
+            f"got layers {[type(layer).__name__ for layer in layers]}."
+        )
 
 
 def reset_states(model: keras.Model) -> None:

@@ -28,6 +28,11 @@ class CharTokenizer:
     @classmethod
     def fit(cls, text: str, lower: bool = True) -> CharTokenizer:
         """One id per distinct character of `text`, in sorted order."""
+        if not isinstance(text, str):
+            raise ValueError(
+                f"CharTokenizer.fit needs the text as a str, got {type(text).__name__}. "
+                "Read the file first, e.g. charrnn.data.load_corpus(path)."
+            )
         if not text:
             raise ValueError("Cannot fit a tokenizer on empty text.")
         return cls(sorted(set(text.lower() if lower else text)), lower=lower)

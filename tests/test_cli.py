@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -22,8 +25,11 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
 
 
 def run_module(*argv, cwd=None) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process, with no TensorFlow log settings in the environment (a new user's shell)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TF_CPP_")}
     return subprocess.run(
-        [sys.executable, "-m", "charrnn", *argv], capture_output=True, text=True, timeout=300, cwd=cwd
+        [sys.executable, "-m", "charrnn", *argv], capture_output=True, text=True, timeout=300, cwd=cwd,
+        env=env,
     )
 
 
@@ -42,7 +48,7 @@ def test_generate_prints_prompt_and_samples(capsys, generation_run):
 def test_generate_from_best_checkpoint_greedy(capsys, generation_run):
     code, out, _ = run_main(
         capsys, "generate", "--run", str(generation_run), "--prompt", "the ", "--n-chars", "30",
-        "--temperature", "0", "--checkpoint", "best.keras",
+        "--temperature", "0", "--checkpoint", "best.keras", "--verbose",
     )
     assert code == 0
     assert out.startswith("the ") and len(out.rstrip("\n")) == 34 and "===" not in out
@@ -94,12 +100,46 @@ def test_module_help_and_errors_in_a_real_process(tmp_path):
         assert option in help_.stdout
     missing = run_module("generate", "--run", str(tmp_path / "missing"), "--prompt", "ROMEO:")
     assert missing.returncode == 2
-    assert "Traceback" not in missing.stderr
-    assert missing.stderr.strip().splitlines()[-1].startswith("python -m charrnn generate: error: Run folder")
+    assert missing.stderr.startswith("python -m charrnn generate: error: Run folder")  # no TensorFlow logs
+    assert len(missing.stderr.splitlines()) == 1
 
 
-def test_module_generates_in_a_real_process(generation_run):
+def test_module_generates_quietly_in_a_real_process(generation_run):
     result = run_module("generate", "--run", str(generation_run), "--prompt", "ROMEO:", "--n-chars", "25",
                         "--temperature", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) == 31
+    # TensorFlow's start-up logs (oneDNN, cuInit, CPU features, XLA) are hidden without --verbose.
+    assert result.stderr == ""
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("runs/copy", "is the run folder"),  # the finding: --out the run itself
+        ("runs/copy/export", "lies inside the run folder"),
+        ("runs", "not an export written by charrnn"),  # a folder holding runs
+        ("notes", "not an export written by charrnn"),  # any other folder
+        ("old-export", "contains the run folder"),  # an export someone put a run into
+    ],
+)
+def test_export_overwrite_never_deletes_a_run_or_a_foreign_folder(capsys, generation_run, tmp_path, out,
+                                                                  message):
+    run = tmp_path / "runs" / "copy"
+    shutil.copytree(generation_run, run)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    old_export = tmp_path / "old-export"
+    (old_export / "nested").mkdir(parents=True)
+    (old_export / "charrnn_export.json").write_text("{}")
+    shutil.copytree(generation_run, old_export / "nested" / "run")
+    before = snapshot(tmp_path)
+    argv = ["export", "--run", str(run), "--out", str(tmp_path / out), "--overwrite"]
+    code, stdout, err = run_main(capsys, *argv)
+    assert code == 2 and stdout == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert snapshot(tmp_path) == before  # nothing deleted, nothing written

@@ -6,7 +6,10 @@ import functools
 import hashlib
 import http.server
 import inspect
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -94,6 +97,16 @@ def test_missing_file_says_where_to_put_the_corpus(tmp_path, cache_dir):
     with pytest.raises(FileNotFoundError, match="does not exist") as err:
         read_text(tmp_path / "nowhere.txt")
     assert str(cache_dir / SHAKESPEARE_FILENAME) in str(err.value)
+
+
+def test_directory_as_corpus_says_it_is_a_directory(tmp_path, no_env, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="is a directory, not a file"):
+        read_text(tmp_path)
+    with pytest.raises(FileNotFoundError, match="is a directory, not a file"):
+        load_corpus(tmp_path)
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="which is a directory"):
+        find_corpus()
 
 
 def test_non_utf8_file_is_refused(tmp_path):
@@ -285,3 +298,43 @@ def test_load_prepared_without_meta_says_how_to_make_it(tmp_path):
         load_prepared(tmp_path)
     assert "notebook 01" in str(err.value)
     assert "make data" in str(err.value)
+
+
+# ---------------------------------------------------------------- where outputs go
+
+
+def test_outputs_dir_env_var_wins(monkeypatch, tmp_path):
+    monkeypatch.setenv(data.OUTPUTS_ENV_VAR, str(tmp_path / "elsewhere"))
+    assert data.find_outputs_dir() == tmp_path / "elsewhere"
+
+
+def test_outputs_dir_is_the_checkout_when_running_from_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(data.OUTPUTS_ENV_VAR, raising=False)
+    checkout, other, cwd = tmp_path / "checkout", tmp_path / "other", tmp_path / "cwd"
+    for folder in (checkout, other, cwd):
+        folder.mkdir()
+    (checkout / "pyproject.toml").write_text('[project]\nname = "charrnn"\nversion = "0.1.0"\n')
+    (other / "pyproject.toml").write_text('[project]\nname = "something-else"\n')
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(data, "PROJECT_ROOT", checkout)
+    assert data.find_outputs_dir() == checkout / "outputs"
+    monkeypatch.setattr(data, "PROJECT_ROOT", other)  # a pyproject.toml, but not ours
+    assert data.find_outputs_dir() == cwd / "outputs"
+
+
+def test_installed_package_never_writes_into_site_packages(tmp_path):
+    """A copy of the package without its checkout (a non-editable install) resolves to ./outputs."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(data.__file__).parent, site / "charrnn",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != data.OUTPUTS_ENV_VAR}
+    env["PYTHONPATH"] = str(site)
+    result = subprocess.run(
+        [sys.executable, "-c", "import charrnn.data as d; print(d.OUTPUTS_DIR); print(d.CACHE_DIR)"],
+        capture_output=True, text=True, cwd=work, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    outputs, cache = (Path(line) for line in result.stdout.split())
+    assert outputs == work / "outputs" and cache == work / "outputs" / "data" / "raw"

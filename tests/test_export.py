@@ -103,6 +103,17 @@ def test_export_rejects_bad_inputs(loaded, prompts, n_chars, temperature, messag
         loaded.generate(tf.constant(prompts, tf.string), n_chars, temperature, 0)
 
 
+def test_export_is_marked_and_never_goes_into_a_run_folder(run, exported, generation_run, tmp_path):
+    assert (exported / "charrnn_export.json").is_file()  # what overwrite=True may replace
+    with pytest.raises(ValueError, match="lies inside the run folder"):
+        export_generator(run.model, run.tokenizer, generation_run / "export")
+    assert not (generation_run / "export").exists()
+    folder = tmp_path / "not-an-export"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="not an export written by charrnn"):
+        export_generator(run.model, run.tokenizer, folder, overwrite=True)
+
+
 def test_export_never_replaces_silently_and_leaves_no_temporary_folders(run, exported):
     with pytest.raises(FileExistsError, match="overwrite"):
         export_generator(run.model, run.tokenizer, exported)

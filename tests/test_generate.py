@@ -7,18 +7,17 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from charrnn import generate
 from charrnn.generate import (
     Generator,
-    compare_speed,
     complete_text,
     format_next_char_table,
     generate_from_run,
     next_char,
     next_char_logits,
     next_char_table,
-    side_by_side,
 )
 from charrnn.model import build_model, to_stateless
 
@@ -119,6 +118,18 @@ def test_stateful_model_is_converted(tokenizer):
         complete_text(stateful, tokenizer, "the ", 5)
 
 
+def test_step_loop_compiles_with_xla(generator, tokenizer):
+    """The chunk of steps (the step model in a tf.while_loop) is one XLA computation."""
+    batch = 2
+    states = tuple(tf.zeros([batch, units]) for units in generator._state_sizes)
+    hlo = generator._run_chunk.experimental_get_compiler_ir(
+        tf.constant([1, 2]), states, tf.zeros([generate.CHUNK_STEPS, batch], tf.int32), tf.constant([1, 1]),
+        tf.constant(3), tf.constant(0), tf.constant(1.0), tf.constant(tokenizer.vocab_size),
+        tf.constant(0, tf.int64),
+    )(stage="hlo")
+    assert "while" in hlo
+
+
 def test_functions_are_traced_once(generator):
     for prompts, n_chars, temperature, top_k in [
         (["a"], 5, 0.0, None), (PROMPTS, 300, 1.5, 3), (["x", "yy"], 1, 0.7, None),
@@ -143,6 +154,10 @@ def test_functions_are_traced_once(generator):
         ({"top_k": 0}, "top_k"),
         ({"top_k": 10_000}, "top_k"),
         ({"seed": -3}, "seed"),
+        ({"prompts": None}, "prompts must be a string or a list of strings, got NoneType"),
+        ({"prompts": 42}, "prompts must be a string or a list of strings, got int"),
+        ({"prompts": b"the "}, "prompts must be a string or a list of strings, got bytes"),
+        ({"prompts": ["the ", None]}, "A prompt must be a string, got NoneType"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(generator, kwargs, message):
@@ -175,19 +190,6 @@ def test_reference_next_char_and_table(model, tokenizer):
     assert repr(table[0][0]) in printed and "How are yo" in printed
     with pytest.raises(ValueError, match="'#'"):
         next_char(model, tokenizer, "#")
-
-
-def test_side_by_side_puts_texts_in_columns():
-    printed = side_by_side({"cold": "aaaa\nbbbb", "hot": "xyz"}, width=4)
-    lines = printed.splitlines()
-    assert lines[0].split(" | ") == ["cold", "hot"]
-    assert lines[2] == "aaaa | xyz" and lines[3] == "⏎bbb" and lines[4] == "b"
-
-
-def test_compare_speed_reports_both_methods(generator):
-    comparison = compare_speed(generator, "the ", 10)
-    assert comparison.fast_chars_per_second > 0 and comparison.reference_chars_per_second > 0
-    assert "complete_text" in str(comparison) and "Generator" in str(comparison)
 
 
 def test_generate_from_a_stateful_run(generation_run):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from charrnn.model import build_model, gru_layers
+from charrnn.model import build_model, build_step_model, gru_layers, to_stateless
 
 VOCAB = 20
 
@@ -79,3 +79,46 @@ def test_no_time_distributed_layer():
     model = build_model(VOCAB, units=16, n_layers=2)
     assert not any(isinstance(layer, keras.layers.TimeDistributed) for layer in model.layers)
     assert isinstance(model.layers[-1], keras.layers.Dense)
+
+
+@pytest.mark.parametrize("embedding_dim", [None, 8], ids=["one-hot", "embedding"])
+def test_step_model_steps_through_a_sequence_like_the_full_model(embedding_dim):
+    keras.utils.set_random_seed(3)
+    model = build_model(VOCAB, units=16, n_layers=2, embedding_dim=embedding_dim)
+    step = build_step_model(model)
+    ids = np.random.default_rng(0).integers(1, VOCAB + 1, size=(3, 9)).astype("int32")
+    inputs = ids if embedding_dim else np.eye(VOCAB, dtype="float32")[ids - 1]
+    full = np.asarray(model(inputs, training=False))
+    states = [np.zeros((3, 16), "float32") for _ in range(2)]
+    for t in range(ids.shape[1]):
+        logits, *states = (np.asarray(output) for output in step([ids[:, t], *states], training=False))
+        np.testing.assert_allclose(logits, full[:, t], atol=1e-5)
+    assert len(states) == 2 and states[1].shape == (3, 16)
+
+
+def test_step_model_shares_the_trained_layers():
+    model = build_model(VOCAB, units=16, n_layers=2)
+    step = build_step_model(model)
+    assert {id(weight) for weight in step.weights} == {id(weight) for weight in model.weights}
+    model.layers[-1].bias.assign(np.full(VOCAB, 5.0, "float32"))  # training the model changes the step model
+    logits, *_ = step([np.array([1], "int32"), np.zeros((1, 16), "float32"), np.zeros((1, 16), "float32")])
+    assert np.asarray(logits).min() > 4.0
+
+
+def test_step_model_of_a_stateful_model_takes_any_batch_size():
+    stateful = build_model(VOCAB, units=8, n_layers=1, stateful=True, batch_size=4)
+    step = build_step_model(stateful)
+    ids = np.array([1, 2, 3, 4, 5, 6, 7], "int32")
+    logits, state = step([ids, np.zeros((7, 8), "float32")])
+    expected, _ = build_step_model(to_stateless(stateful))([ids, np.zeros((7, 8), "float32")])
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-6)
+
+
+def test_step_model_refuses_other_architectures():
+    other = keras.Sequential([
+        keras.Input((None, VOCAB)),
+        keras.layers.LSTM(8, return_sequences=True),
+        keras.layers.Dense(VOCAB),
+    ])
+    with pytest.raises(ValueError, match="build_model"):
+        build_step_model(other)

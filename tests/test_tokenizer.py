@@ -131,3 +131,9 @@ def test_loading_a_missing_file_is_file_not_found(tmp_path):
 def test_fit_refuses_empty_text():
     with pytest.raises(ValueError, match="empty"):
         CharTokenizer.fit("")
+
+
+@pytest.mark.parametrize("not_text", [123, None, b"bytes", ["a", "b"]])
+def test_fit_refuses_what_is_not_a_string(not_text):
+    with pytest.raises(ValueError, match="needs the text as a str, got"):
+        CharTokenizer.fit(not_text)

@@ -1,0 +1,127 @@
+"""The Makefile never destroys a result: executed notebooks are replaced only on success, and
+folder-name variables are checked before anything is created.
+
+Most tests run `make` with a stand-in for the project's Python (`PY=`) that plays papermill:
+it writes the output notebook it is given, then exits with $FAKE_PAPERMILL_EXIT. One test runs
+the real papermill on notebook 01.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_PYTHON = f"""#!{sys.executable}
+# Stands in for `python -m papermill ... input output -p ...`: writes `output`, exits as told.
+import json, os, sys
+args = sys.argv[1:]
+notebooks = [arg for arg in args if arg.endswith(".ipynb")]
+with open(notebooks[1], "w") as f:
+    json.dump({{"fake_papermill": args}}, f)
+sys.exit(int(os.environ.get("FAKE_PAPERMILL_EXIT", "0")))
+"""
+
+# target -> (executed notebook under OUT, extra make variables)
+TARGETS = {
+    "data": ("data/tinyshakespeare/01_data_prep.ipynb", []),
+    "train-stateless": ("runs/ref/02_train_stateless.ipynb", ["RUN=ref"]),
+    "train-stateful": ("runs/sref/03_train_stateful.ipynb", ["SRUN=sref"]),
+}
+
+
+@pytest.fixture
+def fake_python(tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    script = tools / "python"
+    script.write_text(FAKE_PYTHON)
+    script.chmod(0o755)
+    stamp = tools / "installed"
+    stamp.touch()
+    return script, stamp
+
+
+def run_make(*args, env=None) -> subprocess.CompletedProcess:
+    environment = {
+        key: value for key, value in os.environ.items()
+        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CHARRNN_OUTPUTS")  # no outer make's variables
+    }
+    environment.update(env or {})
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args],
+        capture_output=True, text=True, env=environment, timeout=600,
+    )
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_failed_notebook_leaves_the_finished_runs_notebook_alone(target, tmp_path, fake_python):
+    script, stamp = fake_python
+    out = tmp_path / "outputs"
+    executed_name, variables = TARGETS[target]
+    executed = out / executed_name
+    executed.parent.mkdir(parents=True)
+    (out / "data" / "tinyshakespeare").mkdir(parents=True, exist_ok=True)
+    (out / "data" / "tinyshakespeare" / "meta.json").write_text("{}")  # prepared: training targets run
+    executed.write_text("the finished run's record")
+    base = [target, f"OUT={out}", f"PY={script}", f"STAMP={stamp}", *variables]
+
+    failed = run_make(*base, env={"FAKE_PAPERMILL_EXIT": "3"})
+    assert failed.returncode != 0
+    assert executed.read_text() == "the finished run's record"
+    failed_notebook = executed.with_name(executed.stem + ".failed.ipynb")
+    assert str(failed_notebook) in failed.stderr
+    args = json.loads(failed_notebook.read_text())["fake_papermill"]
+    assert {"--log-output", "--execution-timeout"} <= set(args)  # a stuck kernel fails, output is logged
+    assert hidden_files(executed.parent) == []  # no temporary notebook left behind
+
+    succeeded = run_make(*base, env={"FAKE_PAPERMILL_EXIT": "0"})
+    assert succeeded.returncode == 0, succeeded.stderr
+    assert "fake_papermill" in json.loads(executed.read_text())
+    assert not failed_notebook.exists()  # the new success supersedes the old failure
+    assert hidden_files(executed.parent) == []
+
+
+@pytest.mark.parametrize(
+    "variable", ["RUN=../escape", "SRUN=../escape", "DATASET=../escape", "RUN=.hidden", "RUN=a b", "DATASET="]
+)
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_bad_folder_name_creates_nothing(target, variable, tmp_path, fake_python):
+    script, stamp = fake_python
+    out = tmp_path / "outputs"
+    result = run_make(target, f"OUT={out}", f"PY={script}", f"STAMP={stamp}", variable)
+    assert result.returncode != 0
+    assert "is not a plain folder name" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tools"]  # no outputs/, no escape/
+
+
+@pytest.mark.notebook
+def test_failed_data_notebook_keeps_the_prepared_datasets_notebook(tmp_path):
+    """The finding as reported: `make data CORPUS=bad.bin` on a prepared dataset, real papermill."""
+    out = tmp_path / "outputs"
+    executed = out / "data" / "tinyshakespeare" / "01_data_prep.ipynb"
+    executed.parent.mkdir(parents=True)
+    executed.write_text("the prepared dataset's record")
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\xff\xfe not text")
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    result = run_make("data", f"OUT={out}", f"PY={sys.executable}", f"STAMP={stamp}", f"CORPUS={bad}",
+                      "TIMEOUT=300")
+    assert result.returncode != 0
+    assert executed.read_text() == "the prepared dataset's record"
+    failed = json.loads((executed.parent / "01_data_prep.failed.ipynb").read_text())
+    errors = [output for cell in failed["cells"] for output in cell.get("outputs", [])
+              if output.get("output_type") == "error"]
+    assert errors and "not UTF-8" in errors[0]["evalue"]
+    assert hidden_files(executed.parent) == []
