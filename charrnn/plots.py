@@ -25,7 +25,8 @@ def _save(fig, path: str | os.PathLike | None):
 
 # Fonts with Chinese (and Japanese, Korean) glyphs, best first; fonts-noto-cjk provides the first.
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Serif CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
-                "WenQuanYi Micro Hei", "Droid Sans Fallback")
+                "WenQuanYi Micro Hei", "Droid Sans Fallback", "PingFang SC", "Heiti SC", "Microsoft YaHei",
+                "SimHei")
 CJK_FILE_MARKERS = ("NotoSansCJK", "NotoSerifCJK", "SourceHanSans", "wqy-zenhei", "wqy-microhei",
                     "DroidSansFallback")
 ALL_CHARS_UP_TO = 80  # a vocabulary this small is charted whole; larger ones show their top characters
