@@ -16,19 +16,24 @@ TIMEOUT ?= 7200# seconds per notebook cell; TIMEOUT=-1 for runs longer than 2 ho
 export TF_CPP_MIN_LOG_LEVEL ?= 3# hides TensorFlow's C++ start-up logs (cuInit errors); 0 shows them
 PAPERMILL = $(PY) -m papermill --log-output --execution-timeout $(TIMEOUT) --cwd notebooks -k python3
 
-RUN ?= stateless# stateless run name (notebook 02)
-SRUN ?= stateful# stateful run name (notebook 03)
+# Run names: tiny Shakespeare keeps the plain names; another DATASET gets its own runs by default.
+RUN_SUFFIX := $(if $(filter tinyshakespeare,$(DATASET)),,-$(DATASET))
+RUN ?= stateless$(RUN_SUFFIX)# stateless run name (notebook 02)
+SRUN ?= stateful$(RUN_SUFFIX)# stateful run name (notebook 03)
 GEN_RUN ?= $(OUT)/runs/$(SRUN)
 PROMPT ?= ROMEO:
 NCHARS ?= 500
 TEMPERATURE ?= 0.8
 PRESET ?= seed# training recipe: configs/$(PRESET).yaml (seed: the seed notebook's values)
-# Optional overrides (empty: the preset's or notebook's value): CORPUS for notebook 01; EPOCHS, STEPS,
-# UNITS, SEED, MINUTES (time budget) for 02 and 03; STREAMS (parallel streams) for 03.
+# Optional overrides (empty: the preset's or notebook's value): CORPUS, MIN_COUNT, MAX_VOCAB for
+# notebook 01; EPOCHS, STEPS, UNITS, SEED, EMBEDDING (auto, None or an int), LR, MINUTES (time budget)
+# for 02 and 03; STREAMS (parallel streams) for 03.
 param = $(if $(2),-p $(1) $(2))
 TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
 	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED)) \
+	$(call param,embedding_dim,$(EMBEDDING)) $(call param,learning_rate,$(LR)) \
 	$(call param,max_minutes,$(MINUTES))
+CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make bench` (skipped if absent)
 
 # RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
 bad_name = $(if $(or $(findstring /,$(1)),$(filter .%,$(1)),$(word 2,$(1)),$(if $(strip $(1)),,empty)),bad)
@@ -51,12 +56,12 @@ define papermill
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train-stateless train-stateful generate reproduce test kill-test lint bench clean
+.PHONY: help setup fonts data train-stateless train-stateful generate reproduce test kill-test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS EPOCHS MINUTES STEPS UNITS SEED STREAMS TIMEOUT"
-	@echo "             GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE"
+	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS MIN_COUNT MAX_VOCAB EPOCHS MINUTES STEPS UNITS SEED"
+	@echo "             EMBEDDING LR STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE CHINESE_CORPUS"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,10 +70,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the package with its dev tools
 
+fonts: ## a CJK font for charts of Chinese/Japanese/Korean text (Debian/Ubuntu, as root); else U+XXXX labels
+	apt-get update -qq && apt-get install -y -qq fonts-noto-cjk
+
 define PREPARE_DATA
 	mkdir -p $(DATA_DIR)
 	$(call papermill,notebooks/01_data_prep.ipynb,$(DATA_DIR)/01_data_prep.ipynb,\
-		-p dataset_name $(DATASET) $(call param,corpus_path,$(CORPUS)))
+		-p dataset_name $(DATASET) $(call param,corpus_path,$(abspath $(CORPUS))) \
+		$(call param,min_count,$(MIN_COUNT)) $(call param,max_vocab,$(MAX_VOCAB)))
 endef
 
 $(DATA_DIR)/meta.json: | $(STAMP)
@@ -105,7 +114,7 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP) ## benchmarks against the seed's approach; table on stdout, JSON in outputs/bench/
-	$(PY) -m charrnn.bench
+	$(PY) -m charrnn.bench $(if $(wildcard $(CHINESE_CORPUS)),--chinese-corpus $(CHINESE_CORPUS))
 
 clean: ## remove generated outputs (keeps .venv and the cached corpus)
 	find $(OUT) -mindepth 1 -maxdepth 1 ! -name README.md ! -name data -exec rm -rf {} +

@@ -96,7 +96,7 @@ def _generate(args) -> None:
 
     samples = generate_from_run(
         args.run, args.prompt, args.n_chars, args.temperature, num_samples=args.num_samples,
-        top_k=args.top_k, seed=args.seed, checkpoint=args.checkpoint,
+        top_k=args.top_k, seed=args.seed, checkpoint=args.checkpoint, drop_unknown=args.drop_unknown,
     )
     for number, text in enumerate(samples, start=1):
         if len(samples) > 1:
@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--num-samples", type=_positive_int, default=1, help="samples to print (1)")
     generate.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest characters only")
     generate.add_argument("--checkpoint", default=MODEL_FILE, help=checkpoint_help)
+    generate.add_argument(
+        "--drop-unknown", action="store_true",
+        help="skip prompt characters outside the vocabulary (default: an error, or the unknown id "
+             "when the data was prepared with min_count / max_vocab)",
+    )
 
     export = commands.add_parser(
         "export",

@@ -6,6 +6,9 @@ Rows:
   training    training characters/s, seed hyperparameters, this package vs the seed's Keras construction
   generation  characters/s of the state-carrying Generator (1 and 16 streams) vs the seed's complete_text
               (200 characters from one prompt)
+  corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
+              (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s
+  vocab       stateful training chars/s and the logits' size per batch for 39..6,000 classes (random ids)
 
 `compare_speed` is the generation timing notebook 04 prints.
 """
@@ -24,8 +27,8 @@ import tensorflow as tf
 from charrnn.atomic import write_json
 from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
 from charrnn.generate import Generator, check_count, complete_text
-from charrnn.model import build_model, compile_model
-from charrnn.pipelines import shuffled_windows
+from charrnn.model import build_model, compile_model, resolve_embedding_dim
+from charrnn.pipelines import shuffled_windows, stateful_streams
 from charrnn.runs import environment_record
 from charrnn.tokenizer import CharTokenizer
 
@@ -182,16 +185,78 @@ def bench_generation(tokenizer, quick):
     return rows
 
 
+def stateful_training_rate(train_ids, vocab_size, quick) -> float:
+    """Stateful training chars/s of 2xGRU(128), embedding_dim="auto", 32 streams x 100 (best of rounds)."""
+    embedding_dim = resolve_embedding_dim("auto", vocab_size)
+    model = compile_model(build_model(vocab_size, embedding_dim=embedding_dim, stateful=True,
+                                      batch_size=BATCH_SIZE))
+    dataset = stateful_streams(train_ids, N_STEPS, BATCH_SIZE, vocab_size=vocab_size,
+                               one_hot=embedding_dim is None)
+    rates = best_training_rates({"model": (model, dataset)}, steps=10 if quick else 40,
+                                rounds=1 if quick else 3)
+    return rates["model"]
+
+
+def generation_rate(tokenizer, prompt, quick) -> float:
+    """One stream's chars/s of the Generator for an untrained 2xGRU(128), embedding_dim="auto"."""
+    from charrnn.generate import Generator
+
+    generator = Generator(build_model(tokenizer.vocab_size, embedding_dim="auto"), tokenizer)
+    n_chars = 500 if quick else 5000
+    generator.generate(prompt, 10, seed=0)  # compiles
+    seconds = []
+    for seed in range(1 if quick else 3):
+        start = time.perf_counter()
+        generator.generate(prompt, n_chars, seed=seed)
+        seconds.append(time.perf_counter() - start)
+    return n_chars / min(seconds)
+
+
+def bench_corpora(chinese_path, english_ids, english_tokenizer, quick):
+    """A large alphabet against tiny Shakespeare, same GRU: 'ours' = large, 'seed' = tiny Shakespeare."""
+    text = load_corpus(chinese_path)
+    tokenizer = CharTokenizer.fit(text)
+    train_ids, _ = split_ids(tokenizer.encode(text))
+    label = f"{Path(chinese_path).stem} ({tokenizer.vocab_size:,} chars) vs tiny Shakespeare (39)"
+    return [
+        {"name": f"stateful training 2xGRU128 auto inputs, {label}", "unit": "chars/s",
+         "ours": stateful_training_rate(train_ids, tokenizer.vocab_size, quick),
+         "seed": stateful_training_rate(english_ids, english_tokenizer.vocab_size, quick)},
+        {"name": f"generation, 1 stream, {label}", "unit": "chars/s",
+         "ours": generation_rate(tokenizer, text[:2], quick),
+         "seed": generation_rate(english_tokenizer, "the ", quick)},
+    ]
+
+
+def bench_vocab(quick):
+    """Where the output layer puts the step: stateful training chars/s for growing vocabularies."""
+    rng = np.random.default_rng(0)
+    reference = None
+    rows = []
+    for vocab_size in (39, 1000, 3000, 6000):
+        ids = rng.integers(1, vocab_size + 1, size=200_000).astype(np.int32)
+        rate = stateful_training_rate(ids, vocab_size, quick)
+        reference = reference or rate
+        logits_mb = BATCH_SIZE * N_STEPS * vocab_size * 4 / 2**20  # float32 logits of one batch
+        rows.append({"name": f"stateful training, {vocab_size:,} classes vs 39 "
+                             f"(logits {logits_mb:,.0f} MB/batch, Dense {129 * vocab_size:,} weights)",
+                     "unit": "chars/s", "ours": rate, "seed": reference})
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["pipeline", "training", "generation"], action="append",
+    parser.add_argument("--only", choices=["pipeline", "training", "generation", "corpora", "vocab"],
+                        action="append",
                         help="run only these rows (repeatable); default: all")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions (a smoke test, noisier figures)")
     parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "bench.json")
+    parser.add_argument("--chinese-corpus", type=Path,
+                        help="a large-alphabet corpus for the 'corpora' rows (e.g. shijing.txt)")
     args = parser.parse_args(argv)
-    only = set(args.only or ["pipeline", "training", "generation"])
+    only = set(args.only or ["pipeline", "training", "generation", "corpora", "vocab"])
 
     text = load_corpus()
     tokenizer = CharTokenizer.fit(text)
@@ -203,13 +268,21 @@ def main(argv=None) -> dict:
         rows.append(bench_training(train_ids, tokenizer.vocab_size, args.quick))
     if "generation" in only:
         rows.extend(bench_generation(tokenizer, args.quick))
+    if "corpora" in only:
+        if args.chinese_corpus and args.chinese_corpus.is_file():
+            rows.extend(bench_corpora(args.chinese_corpus, train_ids, tokenizer, args.quick))
+        else:
+            print(f"corpora rows skipped: no --chinese-corpus file ({args.chinese_corpus})")
+    if "vocab" in only:
+        rows.extend(bench_vocab(args.quick))
     for row in rows:
         row["ratio"] = row["ours"] / row["seed"]
 
     print(f"{'benchmark':<58} {'unit':>10} {'charrnn':>12} {'seed':>12} {'ratio':>9}")
+    print("(corpora and vocab rows: charrnn = the large alphabet, seed = tiny Shakespeare / 39 classes)")
     for row in rows:
         print(f"{row['name']:<58} {row['unit']:>10} {row['ours']:>12,.1f} {row['seed']:>12,.1f} "
-              f"{row['ratio']:>8.1f}x")
+              f"{row['ratio']:>8.2f}x")
     result = {"rows": rows, "quick": args.quick, "environment": environment_record(None)}
     write_json(args.out, result)
     print(f"written: {args.out}")

@@ -81,7 +81,7 @@ def read_text(path: str | os.PathLike, min_chars: int = 1) -> str:
             f"or put tiny Shakespeare at {CACHE_DIR / SHAKESPEARE_FILENAME}."
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not text: dropped
     except UnicodeDecodeError as err:
         raise ValueError(
             f"Corpus file {path} is not UTF-8 text ({err.reason} at byte {err.start}). "
@@ -188,20 +188,36 @@ def prepare_data(
     out_dir: str | os.PathLike,
     *,
     lower: bool = True,
+    normalization: str | None = "NFC",
+    min_count: int = 1,
+    max_vocab: int | None = None,
     train_fraction: float = 0.9,
     corpus_sha256: str | None = None,
     corpus_path: str | None = None,
 ) -> PreparedData:
-    """Fit the tokenizer, encode, split and write everything to `out_dir`."""
-    tokenizer = CharTokenizer.fit(text, lower=lower)
+    """Fit the tokenizer, encode, split and write everything to `out_dir`.
+
+    `lower`, `normalization`, `min_count` and `max_vocab` go to `CharTokenizer.fit`;
+    the meta records how many characters of the text fell to the unknown id.
+    """
+    tokenizer = CharTokenizer.fit(
+        text, lower=lower, normalization=normalization, min_count=min_count, max_vocab=max_vocab)
     ids = tokenizer.encode(text)
     train_ids, val_ids = split_ids(ids, train_fraction)
+    rare = set(tokenizer.unknown_chars(text))
+    normalized = tokenizer.normalize(text)
     meta = {
         "corpus_path": corpus_path,
         "corpus_sha256": corpus_sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "corpus_chars": len(text),
         "vocab_size": tokenizer.vocab_size,
         "lower": lower,
+        "normalization": normalization,
+        "min_count": min_count,
+        "max_vocab": max_vocab,
+        # Characters without an id of their own, mapped to the unknown id U+FFFD.
+        "unknown_distinct_chars": len(rare),
+        "unknown_chars": sum(1 for c in normalized if c in rare) if rare else 0,
         "train_fraction": train_fraction,
         "train_chars": len(train_ids),
         "val_chars": len(val_ids),
@@ -231,3 +247,24 @@ def load_prepared(data_dir: str | os.PathLike) -> PreparedData:
     val_ids = np.load(data_dir / "val.npy")
     return PreparedData(tokenizer, train_ids, val_ids, meta)
 
+
+
+# The seed's demonstration texts, for corpora whose vocabulary has their characters.
+SEED_PROBE = "How are yo"
+SEED_PROMPTS = ("ROMEO:", "the ")
+
+
+def corpus_prompts(prepared: PreparedData, preferred, length: int = 10) -> list[str]:
+    """Texts for a notebook's demonstrations that this corpus's vocabulary can encode.
+
+    `preferred` (a list of texts, such as the seed's English ones) when the vocabulary
+    has every character of them, as tiny Shakespeare's does; otherwise as many
+    texts, each the first `length` characters of a line of the validation text.
+    """
+    preferred = list(preferred)
+    if all(text and not prepared.tokenizer.unknown_chars(text) for text in preferred):
+        return preferred
+    text = prepared.tokenizer.decode(prepared.val_ids)
+    lines = [line[:length] for line in text.split("\n")[1:] if line.strip()]  # [0] may start mid-line
+    lines = lines or [text[:length]]
+    return [lines[i % len(lines)] for i in range(len(preferred))]

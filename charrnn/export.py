@@ -12,10 +12,13 @@ Inputs of `generate` (also the `serving_default` signature):
     seed         int64 scalar; the same seed gives the same texts, -1 draws a fresh one
 Output: string, shape (batch,): each prompt as given, followed by its new characters.
 
-Prompts are lower-cased first when the tokenizer was (`lower=True`). Characters
-that are not in the vocabulary are dropped from what the model reads (the
-returned prompt keeps them); a prompt with no known character at all is an
-InvalidArgumentError. Top-k sampling is not exported.
+Prompts are lower-cased first when the tokenizer was (`lower=True`); they are not
+NFC-normalised (core TensorFlow has no op for it), so pass NFC text, as typed text
+and `unicodedata.normalize("NFC", text)` are. Characters that are not in the
+vocabulary get the unknown id when the tokenizer has one (data prepared with
+`min_count` / `max_vocab`), else they are dropped from what the model reads (the
+returned prompt keeps them either way); a prompt with no known character at all is
+an InvalidArgumentError. Top-k sampling is not exported.
 
 Every export holds a marker file, `charrnn_export.json`: `overwrite` only ever
 replaces a folder that has it, and an export never goes into a run folder.
@@ -57,8 +60,9 @@ class ExportedGenerator(tf.Module):
             tf.lookup.KeyValueTensorInitializer(
                 self.vocabulary, tf.range(1, tokenizer.vocab_size + 1, dtype=tf.int32)
             ),
-            default_value=0,  # unknown characters get id 0 and are dropped below
+            default_value=0,  # unknown characters get id 0, then the unknown id or dropped (_encode)
         )
+        self.unknown_id = tokenizer.unknown_id or 0  # 0: the tokenizer has none
 
     @tf.function(
         input_signature=[
@@ -69,7 +73,7 @@ class ExportedGenerator(tf.Module):
         ]
     )
     def generate(self, prompts, n_chars, temperature, seed):
-        prompt_ids, lengths = self._encode(prompts)
+        prompt_ids, lengths, known = self._encode(prompts)
         checks = [
             tf.debugging.assert_positive(tf.size(prompts), message="give at least one prompt"),
             tf.debugging.assert_non_negative(n_chars, message="n_chars must be >= 0"),
@@ -78,7 +82,7 @@ class ExportedGenerator(tf.Module):
                 ["temperature must be a finite number >= 0 (0 = greedy), got", temperature],
             ),
             tf.debugging.assert_positive(
-                lengths, message="every prompt needs at least one character of the model's vocabulary"
+                known, message="every prompt needs at least one character of the model's vocabulary"
             ),
         ]
         with tf.control_dependencies(checks):  # every input waits for the checks: none runs ahead
@@ -93,12 +97,16 @@ class ExportedGenerator(tf.Module):
         return tf.strings.join([prompts, new_text])
 
     def _encode(self, prompts):
-        """Right-padded ids of the known characters, and how many each prompt has."""
+        """Right-padded ids of the prompts, their lengths, and how many known characters each has."""
         text = tf.strings.lower(prompts, encoding="utf-8") if self.lower else prompts
         chars = tf.strings.unicode_split(text, "UTF-8")
         ids = tf.ragged.map_flat_values(self.char_ids.lookup, chars)
-        ids = tf.ragged.boolean_mask(ids, ids > 0)
-        return ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32)
+        known = tf.cast(tf.reduce_sum(tf.cast(ids > 0, tf.int64), axis=1), tf.int32)
+        if self.unknown_id:
+            ids = tf.ragged.map_flat_values(lambda flat: tf.where(flat > 0, flat, self.unknown_id), ids)
+        else:
+            ids = tf.ragged.boolean_mask(ids, ids > 0)
+        return ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32), known
 
 
 def is_run_folder(folder: Path) -> bool:

@@ -62,19 +62,25 @@ def check_vocabulary(model: keras.Model, tokenizer: CharTokenizer) -> None:
         )
 
 
-def encode_prompt(tokenizer: CharTokenizer, text: str) -> np.ndarray:
-    """Ids of a prompt; a ValueError names any character the model never saw."""
+def encode_prompt(tokenizer: CharTokenizer, text: str, drop_unknown: bool = False) -> np.ndarray:
+    """Ids of a prompt. Characters the model never saw: a ValueError naming them, unless
+    `drop_unknown` (skipped) or the tokenizer has an unknown id (they get it)."""
     if not isinstance(text, str):
         raise ValueError(f"A prompt must be a string, got {type(text).__name__}.")
     if not text:
         raise ValueError("A prompt must have at least one character: the model needs something to continue.")
     unknown = tokenizer.unknown_chars(text)
-    if unknown:
+    if unknown and set(tokenizer.normalize(text)) <= set(unknown):
+        raise ValueError(
+            f"Prompt {text!r} has no character of the model's vocabulary (unknown: {unknown!r}). "
+            "Give a prompt with characters of the training text."
+        )
+    if unknown and not drop_unknown and tokenizer.unknown is None:
         raise ValueError(
             f"Prompt {text!r} has characters not in the vocabulary: {unknown!r}. "
-            "Remove or replace them."
+            "Remove or replace them, or drop them (drop_unknown=True; --drop-unknown on the command line)."
         )
-    return tokenizer.encode(text)
+    return tokenizer.encode(text, drop_unknown=drop_unknown)
 
 
 def check_temperature(temperature) -> float:
@@ -287,6 +293,7 @@ class Generator:
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        drop_unknown: bool = False,
     ) -> list[str]:
         """Each prompt followed by `n_chars` generated characters: one string per prompt.
 
@@ -294,13 +301,16 @@ class Generator:
         `top_k`: sample only among the k most likely characters (None: all).
         `seed`: the same seed, prompts and settings give the same texts; None
         draws a fresh one.
+        `drop_unknown`: characters outside the vocabulary are skipped by the model (the
+        returned prompt keeps them); without it they raise, unless the tokenizer has an
+        unknown id, which they then get.
         """
         if isinstance(prompts, (bytes, bytearray)) or not isinstance(prompts, (str, Iterable)):
             raise ValueError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}.")
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
             raise ValueError("prompts is empty: give a string or a list of strings.")
-        prompt_ids = [encode_prompt(self.tokenizer, prompt) for prompt in prompt_list]
+        prompt_ids = [encode_prompt(self.tokenizer, prompt, drop_unknown) for prompt in prompt_list]
         n_chars = check_count(n_chars, "n_chars")
         temperature = check_temperature(temperature)
         top_k = self._check_top_k(top_k)
@@ -405,6 +415,7 @@ def generate_from_run(
     top_k: int | None = None,
     seed: int | None = None,
     checkpoint: str | None = None,
+    drop_unknown: bool = False,
 ) -> list[str]:
     """`num_samples` continuations of `prompt` from a run folder (the CLI's `generate`)."""
     # Cheap checks first: loading a run takes seconds.
@@ -413,4 +424,5 @@ def generate_from_run(
     check_temperature(temperature)
     run = load_run(run_dir, checkpoint or MODEL_FILE)
     generator = Generator(run.model, run.tokenizer)
-    return generator.generate([prompt] * num_samples, n_chars, temperature, top_k=top_k, seed=seed)
+    return generator.generate([prompt] * num_samples, n_chars, temperature, top_k=top_k, seed=seed,
+                              drop_unknown=drop_unknown)

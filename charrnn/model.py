@@ -7,8 +7,38 @@ loss uses `from_logits=True` and sampling divides logits by the temperature.
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
+
+# embedding_dim="auto": one-hot inputs (the seed's) up to this many characters, an Embedding above.
+ONE_HOT_MAX_VOCAB = 100
+AUTO_EMBEDDING_DIM = 64  # the size the issue's 6,045-character trial used; cheap next to the GRUs
+
+
+def resolve_embedding_dim(embedding_dim: int | str | None, vocab_size: int, warn: bool = True) -> int | None:
+    """The input layer for `vocab_size` characters: None for one-hot, else the embedding size.
+
+    "auto" keeps the seed's one-hot inputs for small alphabets (tiny Shakespeare has 39)
+    and uses an Embedding of AUTO_EMBEDDING_DIM above ONE_HOT_MAX_VOCAB characters,
+    where one-hot vectors get as wide as the vocabulary. An explicit None (one-hot)
+    for a large vocabulary is honoured, with a warning.
+    """
+    if embedding_dim == "auto":
+        return None if vocab_size <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM
+    if embedding_dim is None:
+        if warn and vocab_size > ONE_HOT_MAX_VOCAB:
+            warnings.warn(
+                f"One-hot inputs {vocab_size} wide (embedding_dim=None): each input character costs a "
+                f"{vocab_size}-wide matrix product. embedding_dim='auto' or an int uses an Embedding.",
+                stacklevel=2,
+            )
+        return None
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+        raise ValueError(
+            f"embedding_dim must be 'auto', None (one-hot) or a positive integer; got {embedding_dim!r}."
+        )
+    return embedding_dim
 
 
 def build_model(
@@ -16,11 +46,14 @@ def build_model(
     units: int = 128,
     n_layers: int = 2,
     dropout: float = 0.2,
-    embedding_dim: int | None = None,
+    embedding_dim: int | str | None = None,
     stateful: bool = False,
     batch_size: int | None = None,
 ) -> keras.Model:
     """A stack of GRUs over one-hot characters (the seed) or an Embedding.
+
+    `embedding_dim`: None for one-hot inputs, an int for an Embedding of that
+    size, "auto" to choose by the vocabulary size (see `resolve_embedding_dim`).
 
     Stateful models need a fixed `batch_size`: row i of each batch continues
     row i of the previous one. The GRUs keep cuDNN's constraints (no
@@ -32,10 +65,7 @@ def build_model(
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-    if embedding_dim is not None and embedding_dim < 1:
-        raise ValueError(
-            f"embedding_dim must be a positive integer, or None for one-hot inputs; got {embedding_dim}."
-        )
+    embedding_dim = resolve_embedding_dim(embedding_dim, vocab_size, warn=False)
     if stateful and (batch_size is None or batch_size < 1):
         raise ValueError(
             f"A stateful model needs batch_size (the number of parallel streams), got {batch_size}."

@@ -18,7 +18,7 @@ import tensorflow as tf
 from charrnn.atomic import crash_point, write_text
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
 from charrnn.data import PreparedData
-from charrnn.model import ResetStatesCallback, build_model, compile_model
+from charrnn.model import ResetStatesCallback, build_model, compile_model, resolve_embedding_dim
 from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
     BEST_FILE,
@@ -47,7 +47,7 @@ class TrainConfig:
     units: int = 128  # GRU units per layer (the seed: 128)
     n_layers: int = 2  # stacked GRU layers (the seed: 2)
     dropout: float = 0.2  # input dropout of each GRU (the seed: 0.2)
-    embedding_dim: int | None = None  # None: one-hot inputs as in the seed
+    embedding_dim: int | str | None = "auto"  # "auto": one-hot up to 100 characters, else an Embedding(64)
     n_steps: int = 100  # characters per window (truncated backprop length)
     shift: int = 1  # stateless only: distance between window starts
     batch_size: int = 32  # windows per batch; for stateful runs, the number of streams
@@ -64,7 +64,9 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("units", "n_layers", "n_steps", "shift", "batch_size", "epochs", "seed"):
             _check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
-        for name in ("steps_per_epoch", "validation_steps", "embedding_dim", "early_stopping_patience"):
+        if self.embedding_dim != "auto":
+            resolve_embedding_dim(self.embedding_dim, vocab_size=1)  # raises on anything but None / int >= 1
+        for name in ("steps_per_epoch", "validation_steps", "early_stopping_patience"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1, none_ok=True)
         if not 0.0 <= self.dropout < 1.0:
@@ -172,7 +174,9 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
     shuffled windows; a resumed run skips the batches its finished epochs read,
     so it sees the same data as a run that was never interrupted.
     """
-    common = {"vocab_size": data.tokenizer.vocab_size, "one_hot": config.embedding_dim is None}
+    vocab_size = data.tokenizer.vocab_size
+    one_hot = resolve_embedding_dim(config.embedding_dim, vocab_size, warn=False) is None
+    common = {"vocab_size": vocab_size, "one_hot": one_hot}
     steps = batches_per_epoch(config, len(data.train_ids))
     datasets = []
     for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):
@@ -257,6 +261,9 @@ def train(
     process at a time: the run folder is locked while this runs.
     """
     run_dir = Path(runs_dir) / config.run_name
+    # "auto" becomes what it means for this vocabulary, so the run records the input layer it has.
+    config = dataclasses.replace(
+        config, embedding_dim=resolve_embedding_dim(config.embedding_dim, data.tokenizer.vocab_size))
     # The data is part of a run's identity: the same run name on other data is another run.
     data_identity = {key: data.meta.get(key) for key in DATA_KEYS}
     record = {**dataclasses.asdict(config), "data": data_identity}

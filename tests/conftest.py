@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of test logs
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 from charrnn.data import find_corpus, prepare_data, read_text  # noqa: E402
@@ -17,6 +19,17 @@ TINY_CHARS = 40_000  # enough for a few hundred windows of 100 and a 10% validat
 def corpus_path():
     """tiny Shakespeare, from the cache that .ci/run fills (or $CHARRNN_DATA)."""
     return find_corpus()
+
+
+@pytest.fixture(scope="session")
+def shijing_path():
+    """The Chinese test corpus (2,798 distinct characters): $CHARRNN_SHIJING (set by .ci/run), else the
+    shared copy beside the repository; tests that need it are skipped, saying so, when it is absent."""
+    path = Path(os.environ.get("CHARRNN_SHIJING")
+                or Path(__file__).resolve().parents[2] / "shared" / "data" / "shijing.txt")
+    if not path.is_file():
+        pytest.skip(f"the Chinese test corpus is not at {path}: set $CHARRNN_SHIJING to shijing.txt")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from charrnn.model import build_model, build_step_model, gru_layers, to_stateless
+from charrnn.model import build_model, build_step_model, gru_layers, resolve_embedding_dim, to_stateless
 
 VOCAB = 20
 
@@ -122,3 +122,34 @@ def test_step_model_refuses_other_architectures():
     ])
     with pytest.raises(ValueError, match="build_model"):
         build_step_model(other)
+# ---- embedding_dim="auto" ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vocab_size, expected", [(39, None), (100, None), (101, 64), (2798, 64)])
+def test_auto_input_is_one_hot_for_small_alphabets_and_an_embedding_above(vocab_size, expected):
+    assert resolve_embedding_dim("auto", vocab_size) == expected
+    model = build_model(vocab_size, units=8, n_layers=1, embedding_dim="auto")
+    has_embedding = any(isinstance(layer, keras.layers.Embedding) for layer in model.layers)
+    assert has_embedding is (expected is not None)
+
+
+def test_one_hot_for_thousands_of_characters_is_never_silent():
+    with pytest.warns(UserWarning, match="One-hot inputs 2798 wide"):
+        assert resolve_embedding_dim(None, 2798) is None
+    assert resolve_embedding_dim(16, 2798) == 16
+
+
+@pytest.mark.parametrize("bad", ["big", 0, -3, 2.5, True])
+def test_bad_embedding_dim_is_refused_by_the_resolver_and_the_config(bad):
+    from charrnn.train import TrainConfig
+
+    with pytest.raises(ValueError, match="embedding_dim"):
+        resolve_embedding_dim(bad, 50)
+    with pytest.raises(ValueError, match="embedding_dim"):
+        TrainConfig(embedding_dim=bad)
+
+
+def test_train_config_defaults_to_auto():
+    from charrnn.train import TrainConfig
+
+    assert TrainConfig().embedding_dim == "auto"
