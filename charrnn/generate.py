@@ -206,23 +206,56 @@ def format_next_char_table(table: list[tuple[str, float]], text: str | None = No
 def _pick_next_ids(logits, temperature, top_k, seed, step):
     """Sample class indices from `logits` → ids (index + 1). One row per stream.
 
-    Gumbel-max sampling (argmax of logits / T + Gumbel noise) is a draw from
-    softmax(logits / T); unlike `tf.random.stateless_categorical` it compiles
-    with XLA. The noise is keyed on (seed, step), so a seed reproduces a text.
-    Temperature 0 drops the noise: greedy. `top_k` keeps the k largest logits
-    (all of them when top_k = vocab_size; ties with the k-th are kept too).
+    Inverse-CDF sampling: one uniform number per stream, looked up in the
+    cumulative softmax(logits / T) (`_inverse_cdf`). It compiles with XLA (unlike
+    `tf.random.stateless_categorical`) and, unlike Gumbel-max, draws one random
+    number per stream instead of one per class, which matters for alphabets of
+    thousands of characters. The draw is keyed on (seed, step), so a seed
+    reproduces a text. Temperature 0 is greedy (argmax). `top_k` keeps the k
+    largest logits (all of them when top_k = vocab_size; ties with the k-th are kept too).
     """
     logits = logits - tf.reduce_max(logits, axis=-1, keepdims=True)  # max 0: safe for tiny temperatures
     logits = tf.cond(
         top_k < tf.shape(logits)[-1], lambda: _keep_top_k(logits, top_k), lambda: logits
     )  # the sort costs as much as a GRU step: skip it when top-k is off
     greedy = tf.equal(temperature, 0.0)
+    probabilities = tf.nn.softmax(logits / tf.where(greedy, 1.0, temperature))
     uniform = tf.random.stateless_uniform(
-        tf.shape(logits), seed=tf.stack([seed, tf.cast(step, tf.int64)]), minval=1e-20, maxval=1.0
+        [tf.shape(logits)[0]], seed=tf.stack([seed, tf.cast(step, tf.int64)]), minval=1e-7, maxval=1.0
     )
-    gumbel = tf.where(greedy, 0.0, -tf.math.log(-tf.math.log(uniform)))
-    scaled = logits / tf.where(greedy, 1.0, temperature)
-    return tf.argmax(scaled + gumbel, axis=-1, output_type=tf.int32) + 1
+    sampled = _inverse_cdf(probabilities, uniform)
+    greedy_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.where(greedy, greedy_ids, sampled) + 1
+
+
+def _inverse_cdf(probabilities, uniform):
+    """Per row, the first class whose cumulative probability reaches `uniform` × the row's total.
+
+    In two levels, blocks of about sqrt(V) classes and then the classes of the chosen
+    block, because a cumulative sum over thousands of classes is slow under XLA on CPU.
+    A class of probability 0 is never chosen.
+    """
+    vocab_size = tf.shape(probabilities)[-1]
+    block_size = tf.cast(tf.math.ceil(tf.sqrt(tf.cast(vocab_size, tf.float32))), tf.int32)
+    n_blocks = (vocab_size + block_size - 1) // block_size
+    padded = tf.pad(probabilities, [[0, 0], [0, n_blocks * block_size - vocab_size]])
+    blocks = tf.reshape(padded, [tf.shape(probabilities)[0], n_blocks, block_size])
+    block_mass = tf.reduce_sum(blocks, axis=-1)
+    block_cdf = tf.cumsum(block_mass, axis=-1)
+    target = uniform * block_cdf[:, -1]
+    block = _first_reaching(block_cdf, block_mass > 0, target)
+    inside = tf.gather(blocks, block, batch_dims=1)
+    target -= tf.gather(block_cdf, block, batch_dims=1) - tf.gather(block_mass, block, batch_dims=1)
+    return block * block_size + _first_reaching(tf.cumsum(inside, axis=-1), inside > 0, target)
+
+
+def _first_reaching(cdf, positive, target):
+    """Index of the first entry of `cdf` >= `target`, never past the last positive entry (rounding)."""
+    index = tf.reduce_sum(tf.cast(cdf < target[:, None], tf.int32), axis=-1)
+    width = tf.shape(cdf)[-1]
+    last_positive = width - 1 - tf.argmax(tf.reverse(tf.cast(positive, tf.int32), [-1]), axis=-1,
+                                          output_type=tf.int32)
+    return tf.minimum(index, last_positive)
 
 
 def _keep_top_k(logits, top_k):

@@ -200,3 +200,19 @@ def test_generate_from_a_stateful_run(generation_run):
     assert best[0].startswith("ROMEO:")
     with pytest.raises(FileNotFoundError, match="no nope.keras"):
         generate_from_run(generation_run, "ROMEO:", 5, checkpoint="nope.keras")
+
+
+@pytest.mark.parametrize("vocab_size", [5, 39, 2798])
+def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_a_zero(vocab_size):
+    from charrnn.generate import _inverse_cdf
+
+    rng = np.random.default_rng(0)
+    probabilities = np.zeros((4000, vocab_size), "float32")
+    support = rng.choice(vocab_size, size=min(4, vocab_size), replace=False)  # zeros everywhere else
+    weights = np.array([0.1, 0.2, 0.3, 0.4][: len(support)], "float32")
+    probabilities[:, support] = weights / weights.sum()
+    uniform = tf.random.stateless_uniform([4000], seed=[1, 2], minval=1e-7, maxval=1.0)
+    picked = _inverse_cdf(tf.constant(probabilities), uniform).numpy()
+    assert set(picked) <= set(support.tolist())
+    shares = np.array([(picked == s).mean() for s in support])
+    np.testing.assert_allclose(shares, weights / weights.sum(), atol=0.03)
