@@ -20,16 +20,26 @@ def uniform_bits_per_char(vocab_size: int) -> float:
     return math.log2(vocab_size)
 
 
+def _check_ids(name: str, ids, vocab_size: int) -> np.ndarray:
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 1 or ids.max() > vocab_size):
+        raise ValueError(f"{name} must be in 1..vocab_size={vocab_size}, got {ids.min()}..{ids.max()}.")
+    return ids
+
+
+def unigram_log_probabilities(train_ids, vocab_size: int, smoothing: float = 1.0) -> np.ndarray:
+    """Natural-log probability of each class (id - 1) under the smoothed training frequencies."""
+    counts = np.bincount(_check_ids("train_ids", train_ids, vocab_size), minlength=vocab_size + 1)[1:]
+    counts = counts + smoothing
+    return np.log(counts) - np.log(counts.sum())
+
+
 def unigram_bits_per_char(train_ids, val_ids, vocab_size: int, smoothing: float = 1.0) -> float:
     """Cross-entropy of `val_ids` under the (smoothed) character frequencies of `train_ids`."""
-    train_ids, val_ids = np.asarray(train_ids), np.asarray(val_ids)
+    val_ids = _check_ids("val_ids", val_ids, vocab_size)
     if val_ids.size == 0:
         raise ValueError("The validation ids are empty: there is nothing to score.")
-    for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
-        if ids.size and (ids.min() < 1 or ids.max() > vocab_size):
-            raise ValueError(f"{name} must be in 1..vocab_size={vocab_size}, got {ids.min()}..{ids.max()}.")
-    counts = np.bincount(train_ids, minlength=vocab_size + 1)[1:] + smoothing
-    log_p = np.log2(counts) - np.log2(counts.sum())
+    log_p = unigram_log_probabilities(train_ids, vocab_size, smoothing) / math.log(2)
     return float(-log_p[val_ids - 1].mean())
 
 

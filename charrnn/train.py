@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from charrnn.atomic import crash_point, write_text
+from charrnn.baselines import unigram_log_probabilities
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
 from charrnn.data import PreparedData
 from charrnn.model import ResetStatesCallback, build_model, compile_model, resolve_embedding_dim
@@ -59,6 +60,7 @@ class TrainConfig:
     seed: int = 42
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
     max_minutes: float | None = None  # time budget for training (validation included); None: none
+    unigram_init: bool = False  # start the output biases at the training text's log frequencies
     tensorboard: bool = False  # write TensorBoard logs under <run>/logs
 
     def __post_init__(self):
@@ -81,6 +83,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number{hint}, got {value!r}.")
         if not self.run_name or self.run_name.startswith(".") or Path(self.run_name).name != self.run_name:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
+        for name in ("stateful", "unigram_init", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.preset is not None and not isinstance(self.preset, str):
             raise ValueError(f"preset must be a name or None, got {self.preset!r}.")
 
@@ -291,6 +296,11 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
         batch_size=config.batch_size if config.stateful else None,
     )
     compile_model(model, config.learning_rate, config.clipnorm)
+    if config.unigram_init:
+        # The untrained model then predicts the character frequencies (the unigram baseline) instead of
+        # a uniform guess: with thousands of characters that saves many epochs of learning the counts.
+        model.get_layer("logits").bias.assign(
+            unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32"))
     if arrays is None:
         # A fresh start: drop what an attempt that never finished an epoch may have left.
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)

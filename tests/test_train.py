@@ -347,3 +347,16 @@ def test_load_run_with_a_damaged_model_file_raises_value_error(finished_run, tmp
                       "empty": b""}[damage])
     with pytest.raises(ValueError, match="damaged"):
         load_run(run_dir)
+
+
+def test_unigram_init_starts_the_model_at_the_character_frequencies(tiny_data, tmp_path):
+    from charrnn.baselines import baselines
+
+    settings = {**TINY, "epochs": 1, "steps_per_epoch": 2, "learning_rate": 1e-7, "dropout": 0.0}
+    _, plain = train(TrainConfig(run_name="plain", **settings), tiny_data, tmp_path, verbose=0)
+    _, counted = train(TrainConfig(run_name="counted", unigram_init=True, **settings), tiny_data, tmp_path,
+                       verbose=0)
+    reference = baselines(tiny_data.train_ids, tiny_data.val_ids, tiny_data.tokenizer.vocab_size)
+    assert plain["val_bpc"][0] == pytest.approx(reference["uniform"], abs=0.3)
+    assert counted["val_bpc"][0] == pytest.approx(reference["unigram"], abs=0.3)
+    assert counted["val_bpc"][0] < plain["val_bpc"][0] - 0.5
