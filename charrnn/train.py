@@ -35,6 +35,7 @@ from charrnn.runs import (
     write_run_records,
 )
 
+LR_SCHEDULES = ("constant", "cosine")
 DATA_KEYS = ("corpus_sha256", "vocab_size", "lower", "train_fraction", "train_chars")
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
     max_minutes: float | None = None  # time budget for training (validation included); None: none
     unigram_init: bool = False  # start the output biases at the training text's log frequencies
+    lr_schedule: str = "constant"  # "cosine": decay to 5% of learning_rate over the time budget or the epochs
     tensorboard: bool = False  # write TensorBoard logs under <run>/logs
 
     def __post_init__(self):
@@ -86,6 +88,8 @@ class TrainConfig:
         for name in ("stateful", "unigram_init", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.preset is not None and not isinstance(self.preset, str):
             raise ValueError(f"preset must be a name or None, got {self.preset!r}.")
 
@@ -139,6 +143,30 @@ class Clock(keras.callbacks.Callback):
         self._check_budget()
         logs[TIME_COLUMN] = round(self.seconds(), 3)
         logs[CHARS_COLUMN] = self.chars
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Cosine decay of the learning rate over the run: its time budget when it has one, else its batches.
+
+    Own code: Keras's LearningRateScheduler changes the rate once per epoch and knows no
+    time budget. Progress comes from the clock or the optimizer's step count, both of
+    which a resumed run restores, so a resume continues the same curve.
+    """
+
+    FLOOR = 0.05  # the rate ends at 5% of its peak
+
+    def __init__(self, peak: float, clock: Clock, total_batches: int):
+        super().__init__()
+        self.peak, self.clock, self.total_batches = peak, clock, total_batches
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.clock.budget_seconds is not None:
+            progress = self.clock.seconds() / self.clock.budget_seconds
+        else:
+            progress = int(self.model.optimizer.iterations.numpy()) / self.total_batches
+        progress = min(max(progress, 0.0), 1.0)
+        factor = self.FLOOR + (1 - self.FLOOR) * 0.5 * (1 + math.cos(math.pi * progress))
+        self.model.optimizer.learning_rate = self.peak * factor
 
 
 class EpochRecord(keras.callbacks.Callback):
@@ -321,6 +349,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
             EpochRecord(run_dir, state, clock, config.early_stopping_patience),
         ]
+        if config.lr_schedule == "cosine":
+            callbacks.insert(1, CosineSchedule(config.learning_rate, clock, config.epochs * steps))
         if config.stateful:
             callbacks.insert(0, ResetStatesCallback())
         if config.tensorboard:

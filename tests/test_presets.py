@@ -74,3 +74,15 @@ def test_config_json_loads_back_into_train_config(generation_run):
 def test_an_unknown_recorded_parameter_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown training parameters"):
         TrainConfig.from_record({"units": 8, "warp_speed": 9})
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_builds_and_trains_a_few_steps(name, tiny_data, tmp_path):
+    from charrnn.train import train
+
+    values = {**preset(name), "epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "max_minutes": None}
+    _, history = train(TrainConfig(run_name=name, **values), tiny_data, tmp_path, verbose=0)
+    assert history["epoch"] == [0]
+    assert history["train_chars"] == [2 * values["batch_size"] * values["n_steps"]]
+    recorded = json.loads((tmp_path / name / "config.json").read_text())
+    assert recorded["preset"] == name

@@ -237,3 +237,14 @@ def test_a_resumed_budget_counts_the_time_already_spent(tiny_data, tmp_path):
     seconds = history[TIME_COLUMN]
     assert seconds[1] == spent and seconds[2] > spent, "the clock goes on from the checkpoint's time"
     assert 15.0 <= seconds[-1] < 15.0 + 10.0, "the budget counts both attempts"
+
+
+def test_a_cosine_schedule_decays_and_resumes_on_the_same_curve(tiny_data, tmp_path):
+    settings = {**TINY, "lr_schedule": "cosine", "learning_rate": 1e-2}
+    model, _ = train(TrainConfig(run_name="cosine", **settings), tiny_data, tmp_path, verbose=0)
+    assert float(model.optimizer.learning_rate) < 0.1 * settings["learning_rate"]
+    resumed = TrainConfig(run_name="cosine-resumed", **settings)
+    with pytest.raises(Interrupt):
+        train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
+    train(resumed, tiny_data, tmp_path, verbose=0)
+    assert read_history(tmp_path / "cosine-resumed")["loss"] == read_history(tmp_path / "cosine")["loss"]
