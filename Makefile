@@ -56,12 +56,13 @@ define papermill
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help setup fonts data train-stateless train-stateful generate reproduce test kill-test lint bench clean
+.PHONY: help setup fonts data train-stateless train-stateful generate reproduce test kill-test lint bench bench-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS MIN_COUNT MAX_VOCAB EPOCHS MINUTES STEPS UNITS SEED"
 	@echo "             EMBEDDING LR STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE CHINESE_CORPUS"
+	@echo "             BUDGETS PRESETS CASED"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +113,11 @@ kill-test: $(STAMP) ## SIGKILL a tiny training notebook KILLS times (MODE=statel
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
+
+BUDGETS ?= 10 20# bench-quality: training minutes per preset
+bench-quality: $(STAMP) ## validation loss each preset reaches in BUDGETS minutes (PRESETS, CASED=1); outputs/bench/quality.json
+	$(PY) -m charrnn.bench_quality --budgets $(BUDGETS) $(if $(PRESETS),--presets $(PRESETS)) \
+		$(if $(CASED),--cased) --out $(OUT)/bench/quality.json
 
 bench: $(STAMP) ## benchmarks against the seed's approach; table on stdout, JSON in outputs/bench/
 	$(PY) -m charrnn.bench $(if $(wildcard $(CHINESE_CORPUS)),--chinese-corpus $(CHINESE_CORPUS))

@@ -1,0 +1,101 @@
+"""What each preset reaches in a given time: `make bench-quality` (python -m charrnn.bench_quality).
+
+Trains each preset from scratch as a stateful run (notebook 03's model) on tiny
+Shakespeare, once per time budget, and records the validation loss and bits/char
+of the final epoch and of the best one, with the minutes and characters it took.
+Data preparation is not timed. `--cased` adds each preset on the case-kept text
+(65 characters, the usual benchmark setting). Writes outputs/bench/quality.json
+(with the machine description) and prints a table. A benchmark, not a test: the
+default budgets of 10 and 20 minutes per preset take an hour or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+from pathlib import Path
+
+import yaml
+
+from charrnn.atomic import write_json
+from charrnn.data import OUTPUTS_DIR, PROJECT_ROOT, find_corpus, prepare_data, read_text
+
+CONFIGS_DIR = PROJECT_ROOT / "configs"
+
+
+def load_preset(name: str) -> dict:
+    path = CONFIGS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"No preset {path}; the presets are {known}.")
+    return yaml.safe_load(path.read_text())
+
+
+def quality_run(preset: str, minutes: float, data, runs_dir: Path, label: str) -> dict:
+    """Train one preset for `minutes` (a new run folder each time) and summarise its history."""
+    from charrnn.train import TrainConfig, train
+
+    values = {**load_preset(preset), "max_minutes": minutes, "epochs": 100_000}
+    name = f"{label}-{minutes:g}min"
+    _, history = train(TrainConfig(run_name=name, stateful=True, **values), data, runs_dir, verbose=0)
+    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+    return {
+        "preset": preset, "data": label, "budget_minutes": minutes, "run": str(runs_dir / name),
+        "minutes": history["train_seconds"][-1] / 60, "train_chars": history["train_chars"][-1],
+        "epochs": len(history["epoch"]),
+        "val_loss": history["val_loss"][-1], "val_bpc": history["val_loss"][-1] / math.log(2),
+        "best_val_loss": history["val_loss"][best], "best_minutes": history["train_seconds"][best] / 60,
+    }
+
+
+def machine() -> dict:
+    from charrnn.runs import environment_record
+
+    return {**environment_record(None), "cpus": os.cpu_count(), "node": platform.node()}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["seed", "fast"],
+                        help="configs/<name>.yaml (seed fast)")
+    parser.add_argument("--budgets", nargs="+", type=float, default=[10.0, 20.0], help="minutes (10 20)")
+    parser.add_argument("--cased", action="store_true", help="also train each preset on the case-kept text")
+    parser.add_argument("--corpus", help="corpus file (default: tiny Shakespeare, found as everywhere)")
+    parser.add_argument("--max-chars", type=int, help="use only the first characters (plumbing tests)")
+    parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "quality.json")
+    args = parser.parse_args(argv)
+    for minutes in args.budgets:
+        if not minutes > 0:
+            raise SystemExit(f"--budgets must be positive minutes, got {minutes}.")
+    for name in args.presets:
+        load_preset(name)  # a typo fails now, not after an hour of training
+
+    text = read_text(find_corpus(args.corpus))[: args.max_chars]
+    work = args.out.parent / "quality"
+    variants = [("lower", True)] + ([("cased", False)] if args.cased else [])
+    rows = []
+    for label, lower in variants:
+        data = prepare_data(text, work / "data" / label, lower=lower)
+        for preset in args.presets:
+            for minutes in args.budgets:
+                print(f"training {preset} on the {label} text ({data.tokenizer.vocab_size} characters) "
+                      f"for {minutes:g} minutes ...", flush=True)
+                rows.append(quality_run(preset, minutes, data, work / "runs", f"{preset}-{label}"))
+
+    print(f"\n{'preset':<8} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
+          f"{'val loss':>9} {'bits/char':>9} {'best':>7} {'at min':>7}")
+    for row in rows:
+        print(f"{row['preset']:<8} {row['data']:<6} {row['budget_minutes']:>7g} {row['minutes']:>8.1f} "
+              f"{row['epochs']:>6} {row['train_chars']:>12,} {row['val_loss']:>9.4f} {row['val_bpc']:>9.4f} "
+              f"{row['best_val_loss']:>7.4f} {row['best_minutes']:>7.1f}")
+    result = {"rows": rows, "machine": machine()}
+    write_json(args.out, result)
+    print(f"written: {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
