@@ -200,6 +200,7 @@ class EpochRecord(keras.callbacks.Callback):
             epoch + 1, logs[TIME_COLUMN], logs[CHARS_COLUMN])
         save_checkpoint(self.run_dir, self.model, state)
 
+
 def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0):
     """Training and validation datasets for `config`, and the training batches per epoch.
 
