@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -156,7 +157,21 @@ def _train(args) -> None:
     config = TrainConfig(**{key: value for key, value in parameters.items() if key in fields})
     prepared = load_prepared(OUTPUTS_DIR / "data" / parameters["dataset_name"])
     print(config, flush=True)
-    _, history = train(config, prepared, OUTPUTS_DIR / "runs")
+    try:
+        _, history = train(config, prepared, OUTPUTS_DIR / "runs")
+    except Exception as err:
+        if config.strategy != "multiworker":
+            raise
+        # A worker whose peer died cannot exit normally: TensorFlow's shutdown waits for every
+        # worker of the cluster. Report and leave now, so a scheduler can restart the cluster.
+        user_error = isinstance(err, (FileNotFoundError, FileExistsError, ValueError))
+        if user_error:
+            print(f"python -m charrnn train: error: {err}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2 if user_error else 1)
     if history.get("val_loss"):
         print(f"Run {OUTPUTS_DIR / 'runs' / config.run_name}: {len(history['val_loss'])} epochs, "
               f"final val_loss {history['val_loss'][-1]:.4f}")
