@@ -159,18 +159,23 @@ class Cluster:
     def output(self) -> str:
         return "\n".join(f"--- worker {i} ---\n{log.read_text()[-2500:]}" for i, log in enumerate(self.logs))
 
-    def wait(self, seconds: float) -> list[int]:
-        """Every exit code; as soon as one fails, the others get 10 s to fail too, then are killed."""
+    def wait(self, seconds: float, grace: float = 30) -> list[int]:
+        """Every exit code; once one worker has failed, the others get `grace` seconds to fail too.
+
+        A survivor learns of a dead peer from a reset connection or from the coordination
+        service's missed heartbeats (about 10 s by default).
+        """
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             codes = [p.poll() for p in self.processes]
             if all(code is not None for code in codes):
                 return codes
             if any(code not in (None, 0) for code in codes):
-                deadline = min(deadline, time.monotonic() + 10)
+                deadline = min(deadline, time.monotonic() + grace)
             time.sleep(0.1)
         self.kill()
-        pytest.fail(f"the cluster did not finish within {seconds} s:\n{self.output()}")
+        pytest.fail(f"the cluster was still running after {seconds} s (or {grace} s after a worker "
+                    f"failed); every worker was killed:\n{self.output()}")
 
     def kill(self):
         for p in self.processes:
