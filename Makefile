@@ -32,7 +32,7 @@ param = $(if $(2),-p $(1) $(2))
 TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
 	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED)) \
 	$(call param,embedding_dim,$(EMBEDDING)) $(call param,learning_rate,$(LR)) \
-	$(call param,max_minutes,$(MINUTES))
+	$(call param,max_minutes,$(MINUTES)) $(call param,strategy,$(STRATEGY)) $(call param,replicas,$(REPLICAS))
 CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make bench` (skipped if absent)
 
 # RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
@@ -61,8 +61,8 @@ endef
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS MIN_COUNT MAX_VOCAB EPOCHS MINUTES STEPS UNITS SEED"
-	@echo "             EMBEDDING LR STREAMS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE CHINESE_CORPUS"
-	@echo "             BUDGETS PRESETS CASED"
+	@echo "             EMBEDDING LR STREAMS STRATEGY REPLICAS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE"
+	@echo "             CHINESE_CORPUS BUDGETS PRESETS CASED"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,9 +1,13 @@
-"""Command line: `python -m charrnn generate ...` and `python -m charrnn export ...`.
+"""Command line: `python -m charrnn train | generate | export ...`.
 
-Only argument parsing lives here; the work is done by `charrnn.generate` and
-`charrnn.export`. Bad arguments, a missing run or unusable prompt end with one
-line on stderr and exit code 2, as argparse does. TensorFlow's start-up logs
-are hidden unless `--verbose`.
+Only argument parsing lives here; the work is done by `charrnn.train`,
+`charrnn.generate` and `charrnn.export`. `train` runs what notebook 02 (or 03,
+with `--set stateful=true`) runs: that notebook's parameters, then the preset,
+then `--set`; it is the entry point for schedulers and for every multiworker worker.
+
+Bad arguments, a missing run or unusable prompt end with one line on stderr
+and exit code 2, as argparse does. TensorFlow's start-up logs are hidden unless
+`--verbose`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import contextlib
 import math
 import os
 import sys
+import traceback
+from pathlib import Path
 
 
 def quiet_tensorflow() -> None:
@@ -104,6 +110,73 @@ def _generate(args) -> None:
         print(text)
 
 
+def notebook_parameters(path) -> dict:
+    """The literals of a notebook's `parameters` cell (what papermill overrides)."""
+    import ast
+    import json
+
+    notebook = json.loads(Path(path).read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {node.targets[0].id: ast.literal_eval(node.value)
+            for node in tree.body if isinstance(node, ast.Assign)}
+
+
+def training_parameters(config_path, settings: list[str], dataset=None, run=None) -> dict:
+    """Notebook 02's (or 03's) parameters, overridden by the preset file, `--set`, --dataset and --run."""
+    import yaml
+
+    from charrnn.data import PROJECT_ROOT
+
+    overrides = yaml.safe_load(Path(config_path).read_text()) or {}
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        if not equals:
+            raise ValueError(f"--set {setting!r}: expected key=value, e.g. --set epochs=3")
+        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update({key: value for key, value in (("dataset_name", dataset), ("run_name", run)) if value})
+    stateful = overrides.pop("stateful", False)
+    if not isinstance(stateful, bool):
+        raise ValueError(f"stateful must be true or false, got {stateful!r}")
+    name = "03_train_stateful.ipynb" if stateful else "02_train_stateless.ipynb"
+    parameters = notebook_parameters(PROJECT_ROOT / "notebooks" / name)
+    unknown = sorted(set(overrides) - set(parameters))
+    if unknown:
+        raise ValueError(f"unknown parameters {unknown} for notebook {name}; it has {sorted(parameters)}")
+    return {**parameters, **overrides, "stateful": stateful}
+
+
+def _train(args) -> None:
+    import dataclasses
+
+    from charrnn.data import OUTPUTS_DIR, load_prepared
+    from charrnn.train import TrainConfig, train
+
+    parameters = training_parameters(args.config, args.set, args.dataset, args.run)
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{key: value for key, value in parameters.items() if key in fields})
+    prepared = load_prepared(OUTPUTS_DIR / "data" / parameters["dataset_name"])
+    print(config, flush=True)
+    try:
+        _, history = train(config, prepared, OUTPUTS_DIR / "runs")
+    except Exception as err:
+        if config.strategy != "multiworker":
+            raise
+        # A worker whose peer died cannot exit normally: TensorFlow's shutdown waits for every
+        # worker of the cluster. Report and leave now, so a scheduler can restart the cluster.
+        user_error = isinstance(err, (FileNotFoundError, FileExistsError, ValueError))
+        if user_error:
+            print(f"python -m charrnn train: error: {err}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2 if user_error else 1)
+    if history.get("val_loss"):
+        print(f"Run {OUTPUTS_DIR / 'runs' / config.run_name}: {len(history['val_loss'])} epochs, "
+              f"final val_loss {history['val_loss'][-1]:.4f}")
+
+
 def _export(args) -> None:
     from charrnn.export import export_run
 
@@ -119,9 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
     verbose.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     parser = _OneLineErrorParser(
         prog="python -m charrnn",
-        description="Generate text from a trained Char-RNN run, or export its generator.",
+        description="Train a Char-RNN run, generate text from one, or export its generator.",
     )
-    commands = parser.add_subparsers(required=True, metavar="{generate,export}")
+    commands = parser.add_subparsers(required=True, metavar="{train,generate,export}")
+
+    train = commands.add_parser(
+        "train",
+        parents=[verbose],
+        help="train a run as notebook 02 (or 03 with --set stateful=true) does; the workers' entry point",
+        description="Train into $CHARRNN_OUTPUTS/runs/<run_name> from the prepared data of --dataset, with "
+                    "the notebook's parameters, the preset file's values and --set on top. Resumes an "
+                    "unfinished run of the same name.",
+    )
+    train.add_argument("--config", required=True, help="preset file, e.g. configs/seed.yaml")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a parameter (YAML value), repeatable: --set epochs=3 --set strategy=mirrored")
+    train.add_argument("--dataset", help="prepared data under outputs/data/ (default: the notebook's)")
+    train.add_argument("--run", help="run name (the notebook's: stateless, or stateful)")
 
     generate = commands.add_parser(
         "generate",
@@ -156,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", default=MODEL_FILE, help=checkpoint_help)
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
+    train.set_defaults(command=_train, command_parser=train)
     generate.set_defaults(command=_generate, command_parser=generate)
     export.set_defaults(command=_export, command_parser=export)
     return parser

@@ -9,6 +9,8 @@ Rows:
   corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
               (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s
   vocab       stateful training chars/s and the logits' size per batch for 39..6,000 classes (random ids)
+  distribute  training chars/s of the mirrored loop on 2 logical CPU devices vs 1 (each in a fresh process),
+              the gradient bytes all-reduced per step, and the on-paper speed-up of R real replicas
 
 `compare_speed` is the generation timing notebook 04 prints.
 """
@@ -17,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -244,10 +249,73 @@ def bench_vocab(quick):
     return rows
 
 
+LINK_LATENCY = 50e-6  # seconds per ring hop on a data-centre TCP network (a typical figure, not measured)
+
+
+def replica_rate(replicas: int, quick: bool) -> dict:
+    """Run in a fresh process: chars/s of the mirrored loop on `replicas` logical CPU devices."""
+    from charrnn.distribute import distribute_datasets, make_strategy
+    from charrnn.distributed_fit import make_steps
+
+    strategy = make_strategy("mirrored", replicas, BATCH_SIZE)  # before anything starts TensorFlow
+    text = load_corpus()
+    tokenizer = CharTokenizer.fit(text)
+    train_ids, _ = split_ids(tokenizer.encode(text))
+    with strategy.scope():
+        model = compile_model(build_model(tokenizer.vocab_size))  # the seed's 2xGRU(128), one-hot
+    train_ds, _ = distribute_datasets(strategy, lambda part: [shuffled_windows(
+        train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=tokenizer.vocab_size, seed=0, repeat=True,
+        part=part)] * 2)
+    train_step, _, key_dropout = make_steps(strategy, model, None)
+    key_dropout(tf.constant(0, tf.int64))
+    iterator = iter(train_ds)
+    steps, best = (10, 1) if quick else (40, 3)
+    for _ in range(3):  # tracing and warm-up
+        train_step(iterator)
+    seconds = []
+    for _ in range(best):
+        start = time.perf_counter()
+        for _ in range(steps):
+            sums = train_step(iterator)
+        sums.numpy()
+        seconds.append((time.perf_counter() - start) / steps)
+    return {"step_seconds": min(seconds), "chars_per_second": BATCH_SIZE * N_STEPS / min(seconds),
+            "gradient_bytes": 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)}
+
+
+def on_paper_speedup(step_seconds: float, gradient_bytes: int, replicas: int, gbit_per_s: float) -> float:
+    """R·T / (T + ring all-reduce time): T the step at a fixed per-replica batch, 2(R-1)/R·G bytes sent."""
+    transfer = 2 * (replicas - 1) / replicas * gradient_bytes / (gbit_per_s * 1e9 / 8)
+    return replicas * step_seconds / (step_seconds + transfer + 2 * (replicas - 1) * LINK_LATENCY)
+
+
+def bench_distribute(quick):
+    measured = {}
+    for replicas in (1, 2):  # each in a fresh process: logical devices are made before TensorFlow starts
+        command = [sys.executable, "-m", "charrnn.bench", "--replica-rate", str(replicas)]
+        result = subprocess.run(command + (["--quick"] if quick else []), capture_output=True, text=True,
+                                timeout=1200, check=True)
+        measured[replicas] = json.loads(result.stdout.strip().splitlines()[-1])
+    one = measured[1]
+    print(f"distribute: 1 replica {one['step_seconds'] * 1e3:.0f} ms/step (batch {BATCH_SIZE}x{N_STEPS}), "
+          f"{one['gradient_bytes'] / 1e6:.2f} MB of gradients all-reduced per step. On paper, with real "
+          f"devices at this per-replica step time (speed-up at 10 / 100 Gbit/s, {LINK_LATENCY * 1e6:.0f} µs "
+          "per ring hop):")
+    for replicas in (2, 4, 8, 64):
+        print(f"  {replicas:>2} replicas: " + " / ".join(
+            f"{on_paper_speedup(one['step_seconds'], one['gradient_bytes'], replicas, bw):.1f}x"
+            for bw in (10, 100)))
+    return {"name": "training, mirrored: 2 logical CPUs (same cores) vs 1", "unit": "chars/s",
+            "ours": measured[2]["chars_per_second"], "seed": one["chars_per_second"],
+            "step_seconds": {str(k): v["step_seconds"] for k, v in measured.items()},
+            "gradient_bytes": one["gradient_bytes"]}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["pipeline", "training", "generation", "corpora", "vocab"],
+    parser.add_argument("--only", choices=["pipeline", "training", "generation", "corpora", "vocab",
+                                           "distribute"],
                         action="append",
                         help="run only these rows (repeatable); default: all")
     parser.add_argument("--quick", action="store_true",
@@ -255,8 +323,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "bench.json")
     parser.add_argument("--chinese-corpus", type=Path,
                         help="a large-alphabet corpus for the 'corpora' rows (e.g. shijing.txt)")
+    parser.add_argument("--replica-rate", type=int, help=argparse.SUPPRESS)  # the distribute row's child
     args = parser.parse_args(argv)
-    only = set(args.only or ["pipeline", "training", "generation", "corpora", "vocab"])
+    if args.replica_rate:
+        print(json.dumps(replica_rate(args.replica_rate, args.quick)))
+        return {}
+    only = set(args.only or ["pipeline", "training", "generation", "corpora", "vocab", "distribute"])
 
     text = load_corpus()
     tokenizer = CharTokenizer.fit(text)
@@ -275,6 +347,8 @@ def main(argv=None) -> dict:
             print(f"corpora rows skipped: no --chinese-corpus file ({args.chinese_corpus})")
     if "vocab" in only:
         rows.extend(bench_vocab(args.quick))
+    if "distribute" in only:
+        rows.append(bench_distribute(args.quick))
     for row in rows:
         row["ratio"] = row["ours"] / row["seed"]
 

@@ -70,6 +70,7 @@ def shuffled_windows(
     repeat: bool = False,
     drop_remainder: bool = False,
     skip_batches: int = 0,
+    part: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of (X, Y) windows of `n_steps` characters, one every `shift` characters.
 
@@ -79,6 +80,8 @@ def shuffled_windows(
     windows (the starts are small ints, so a full shuffle costs little).
     `skip_batches` drops the first batches of the stream before any window is
     gathered: a resumed run reads on where an uninterrupted one would be.
+    `part=(index, count)` keeps one replica's rows of every batch (the
+    index-th of `count` near-equal slices; every replica builds the same batches).
     """
     ids = _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
     if shift < 1:
@@ -95,6 +98,9 @@ def shuffled_windows(
         dataset = dataset.repeat()
     if skip_batches:
         dataset = dataset.skip(skip_batches)
+    if part is not None:  # this replica's near-equal share of each batch (a pass's last one may be short)
+        index, count = part
+        dataset = dataset.map(lambda s: s[index * tf.size(s) // count:(index + 1) * tf.size(s) // count])
     # One map per batch: gather the windows by index, then split and encode them.
     dataset = dataset.map(
         lambda s: to_xy(tf.gather(corpus, s[:, None] + offsets[None, :])), num_parallel_calls=AUTOTUNE
@@ -131,9 +137,19 @@ def stateful_streams(
     *,
     vocab_size: int,
     one_hot: bool = True,
+    part: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
-    """Batches for a stateful model: `batch_size` parallel streams read in order."""
+    """Batches for a stateful model: `batch_size` parallel streams read in order.
+
+    `part=(index, count)`: one replica's streams, [index·b, (index+1)·b) with b = batch_size / count.
+    """
     _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
     windows = stream_windows(ids, n_steps, batch_size)
+    if part is not None:
+        index, count = part
+        if batch_size % count:
+            raise ValueError(f"batch_size={batch_size} streams do not split evenly over {count} replicas.")
+        width = batch_size // count
+        windows = windows[:, index * width:(index + 1) * width]
     dataset = tf.data.Dataset.from_tensor_slices(windows)
     return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)

@@ -62,7 +62,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def environment_record(corpus_sha256: str | None) -> dict:
+def environment_record(corpus_sha256: str | None, layout: dict | None = None) -> dict:
     return {
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
@@ -72,11 +72,13 @@ def environment_record(corpus_sha256: str | None) -> dict:
         "processor": platform.machine(),
         "git_commit": git_commit(),
         "corpus_sha256": corpus_sha256,
+        **({"distribution": layout} if layout else {}),
     }
 
 
-def write_run_records(run_dir: Path, config: dict, tokenizer: CharTokenizer, corpus_sha256) -> None:
-    write_json(run_dir / "environment.json", environment_record(corpus_sha256))
+def write_run_records(run_dir: Path, config: dict, tokenizer: CharTokenizer, corpus_sha256,
+                      layout: dict | None = None) -> None:
+    write_json(run_dir / "environment.json", environment_record(corpus_sha256, layout))
     tokenizer.save(run_dir / "tokenizer.json")
     write_json(run_dir / "config.json", config)  # last: its presence marks a run folder
 

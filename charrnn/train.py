@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -19,6 +20,15 @@ from charrnn.atomic import crash_point, write_text
 from charrnn.baselines import unigram_log_probabilities
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
 from charrnn.data import PreparedData
+from charrnn.distribute import (
+    check_layout,
+    chief_decision,
+    distribute_datasets,
+    layout_record,
+    make_strategy,
+    worker_folder,
+)
+from charrnn.distributed_fit import fit_distributed
 from charrnn.model import ResetStatesCallback, build_model, compile_model, resolve_embedding_dim
 from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
@@ -37,6 +47,7 @@ from charrnn.runs import (
 
 LR_SCHEDULES = ("constant", "cosine")
 DATA_KEYS = ("corpus_sha256", "vocab_size", "lower", "train_fraction", "train_chars")
+LAYOUT_KEYS = ("strategy", "replicas")  # how a run is trained, not what: a resume may change them
 
 
 @dataclass
@@ -64,6 +75,8 @@ class TrainConfig:
     unigram_init: bool = False  # start the output biases at the training text's log frequencies
     lr_schedule: str = "constant"  # "cosine": decay to 5% of learning_rate over the time budget or the epochs
     tensorboard: bool = False  # write TensorBoard logs under <run>/logs
+    strategy: str = "none"  # "none" (one device), "mirrored" (local GPUs / CPU replicas), "multiworker"
+    replicas: int | None = None  # mirrored: that many GPUs or logical CPU devices; None: every GPU
 
     def __post_init__(self):
         for name in ("units", "n_layers", "n_steps", "shift", "batch_size", "epochs", "seed"):
@@ -92,6 +105,7 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.preset is not None and not isinstance(self.preset, str):
             raise ValueError(f"preset must be a name or None, got {self.preset!r}.")
+        check_layout(self.strategy, self.replicas, self.batch_size)  # batch_size is the global batch
 
     @classmethod
     def from_record(cls, record: dict) -> TrainConfig:
@@ -117,8 +131,10 @@ class Clock(keras.callbacks.Callback):
     Keras then still validates and ends the epoch, so the last row is a partial epoch.
     """
 
-    def __init__(self, state: TrainingState, chars_per_batch: int, budget_seconds: float | None):
+    def __init__(self, state: TrainingState, chars_per_batch: int, budget_seconds: float | None,
+                 agree=None):
         super().__init__()
+        self.agree = agree  # multiworker: flag -> the chief's flag, so every worker stops at the same batch
         self.seconds_before, self.chars = state.train_seconds, state.train_chars
         self.chars_per_batch = chars_per_batch
         self.budget_seconds = budget_seconds
@@ -131,7 +147,12 @@ class Clock(keras.callbacks.Callback):
         return self.seconds_before + time.perf_counter() - self.start
 
     def _check_budget(self):
-        if self.budget_seconds is not None and self.seconds() >= self.budget_seconds:
+        if self.budget_seconds is None:
+            return
+        spent = self.seconds() >= self.budget_seconds
+        if self.agree is not None:
+            spent = self.agree(spent)
+        if spent:
             self.budget_spent = True
             self.model.stop_training = True
 
@@ -201,16 +222,17 @@ class EpochRecord(keras.callbacks.Callback):
         save_checkpoint(self.run_dir, self.model, state)
 
 
-def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0):
+def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0, part=None):
     """Training and validation datasets for `config`, and the training batches per epoch.
 
     Validation mirrors the training layout. Stateless training repeats its
     shuffled windows; a resumed run skips the batches its finished epochs read,
-    so it sees the same data as a run that was never interrupted.
+    so it sees the same data as a run that was never interrupted. `part=(r, R)`:
+    replica r's rows of every batch (see `distribute`).
     """
     vocab_size = data.tokenizer.vocab_size
     one_hot = resolve_embedding_dim(config.embedding_dim, vocab_size, warn=False) is None
-    common = {"vocab_size": vocab_size, "one_hot": one_hot}
+    common = {"vocab_size": vocab_size, "one_hot": one_hot, "part": part}
     steps = batches_per_epoch(config, len(data.train_ids))
     datasets = []
     for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):
@@ -239,11 +261,13 @@ def _check_previous_run(run_dir: Path, record: dict, checkpoint) -> str:
 
     The same name with other parameters is refused once an epoch has finished; a
     folder whose previous start never finished an epoch is simply started again.
+    The layout (strategy, replicas) may change: checkpoints restore into any.
     """
     if not (run_dir / "config.json").exists():
         return "new"
     previous = read_config(run_dir)
-    changed = {k: (previous.get(k), v) for k, v in record.items() if previous.get(k) != v}
+    changed = {k: (previous.get(k), v) for k, v in record.items()
+               if previous.get(k) != v and k not in LAYOUT_KEYS}
     complete = (run_dir / MODEL_FILE).exists() and not (run_dir / CHECKPOINT_DIR).exists()
     if changed and (complete or checkpoint is not None):
         raise ValueError(
@@ -295,13 +319,16 @@ def train(
     process at a time: the run folder is locked while this runs.
     """
     run_dir = Path(runs_dir) / config.run_name
+    # First, before anything starts TensorFlow: mirrored on CPU splits it into logical devices.
+    strategy = make_strategy(config.strategy, config.replicas, config.batch_size)
     # "auto" becomes what it means for this vocabulary, so the run records the input layer it has.
     config = dataclasses.replace(
         config, embedding_dim=resolve_embedding_dim(config.embedding_dim, data.tokenizer.vocab_size))
     # The data is part of a run's identity: the same run name on other data is another run.
     data_identity = {key: data.meta.get(key) for key in DATA_KEYS}
     record = {**dataclasses.asdict(config), "data": data_identity}
-    with run_lock(run_dir):
+    # Every worker reads the run folder (shared storage when several hosts resume); only the chief writes it.
+    with worker_folder(run_dir, strategy) as write_dir, run_lock(write_dir):
         checkpoint = load_checkpoint(run_dir)
         status = _check_previous_run(run_dir, record, checkpoint)
         if status == "complete":
@@ -310,41 +337,47 @@ def train(
                   "another run_name to train again.")
             return load_run(run_dir).model, read_history(run_dir)
         state, arrays = checkpoint if status == "resume" else (TrainingState(), None)
-        return _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
+        return _fit(config, data, write_dir, record, state, arrays, extra_callbacks, verbose, strategy)
 
 
-def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose):
+def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose, strategy=None):
     # Same seed, same machine, same history: seeded Python/NumPy/TF and deterministic kernels.
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     # Everything that can refuse this config runs before the first record is written.
     train_ds, val_ds, steps = make_datasets(config, data, state.epochs_done)
-    model = build_model(
-        data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
-        config.embedding_dim, stateful=config.stateful,
-        batch_size=config.batch_size if config.stateful else None,
-    )
-    compile_model(model, config.learning_rate, config.clipnorm)
-    if config.unigram_init:
-        # The untrained model then predicts the character frequencies (the unigram baseline) instead of
-        # a uniform guess: with thousands of characters that saves many epochs of learning the counts.
-        model.get_layer("logits").bias.assign(
-            unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32"))
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    with scope:
+        model = build_model(
+            data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
+            config.embedding_dim, stateful=config.stateful,
+            batch_size=config.batch_size // replicas if config.stateful else None,  # per replica
+        )
+        # The distributed loop clips the global gradient itself (see distributed_fit).
+        compile_model(model, config.learning_rate, None if strategy else config.clipnorm)
+        if config.unigram_init:
+            # The untrained model then predicts the character frequencies (the unigram baseline) instead
+            # of a uniform guess: with thousands of characters that saves many epochs of learning counts.
+            model.get_layer("logits").bias.assign(
+                unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32"))
+        if arrays is not None:
+            restore(model, arrays)
     if arrays is None:
         # A fresh start: drop what an attempt that never finished an epoch may have left.
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         for name in (HISTORY_FILE, BEST_FILE, MODEL_FILE):
             (run_dir / name).unlink(missing_ok=True)
-        write_run_records(run_dir, record, data.tokenizer, data.meta.get("corpus_sha256"))
+        write_run_records(run_dir, record, data.tokenizer, data.meta.get("corpus_sha256"),
+                          layout=layout_record(strategy))
     else:
-        restore(model, arrays)
         print(f"Resuming {run_dir} after epoch {state.epochs_done} "
               f"({state.train_seconds:.0f} s of training so far).")
     trim_history(run_dir / HISTORY_FILE, state.epochs_done)
 
     budget = None if config.max_minutes is None else 60.0 * config.max_minutes
     if state.stop_reason is None and state.epochs_done < config.epochs:
-        clock = Clock(state, config.batch_size * config.n_steps, budget)
+        clock = Clock(state, config.batch_size * config.n_steps, budget, agree=chief_decision(strategy))
         callbacks = [
             clock,  # first: puts the time and characters so far into the logs the others read
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
@@ -356,16 +389,28 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose)
             callbacks.insert(0, ResetStatesCallback())
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.epochs,
-            initial_epoch=state.epochs_done,
-            steps_per_epoch=steps,
-            callbacks=[*callbacks, *extra_callbacks],
-            shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
-            verbose=verbose,
-        )
+        if strategy is not None:
+            # Two paths on purpose: fit cannot run multiworker and differs from one device under
+            # mirrored (a burned iterator, per-replica clipping); 'none' stays on fit so its histories
+            # stay byte-identical to earlier runs. See distributed_fit.
+            train_ds, val_ds = distribute_datasets(
+                strategy, lambda part: make_datasets(config, data, state.epochs_done, part)[:2])
+            fit_distributed(
+                strategy, model, train_ds, val_ds, steps=steps,
+                val_steps=validation_batches(config, len(data.val_ids)), epochs=config.epochs,
+                initial_epoch=state.epochs_done, stateful=config.stateful, clipnorm=config.clipnorm,
+                callbacks=[*callbacks, *extra_callbacks], verbose=verbose)
+        else:
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=config.epochs,
+                initial_epoch=state.epochs_done,
+                steps_per_epoch=steps,
+                callbacks=[*callbacks, *extra_callbacks],
+                shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
+                verbose=verbose,
+            )
     if state.stop_reason:
         print(f"Stopped after epoch {state.epochs_done} by the {state.stop_reason}.")
     save_model(model, run_dir / MODEL_FILE)
@@ -381,3 +426,14 @@ def batches_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
         one_pass = count_stream_batches(n_train_ids, n_steps, batch_size)
         return min(one_pass, steps or one_pass)
     return steps or math.ceil(count_windows(n_train_ids, n_steps, get("shift")) / batch_size)
+
+
+def validation_batches(config: TrainConfig | dict, n_val_ids: int) -> int:
+    """Validation batches per epoch: validation_steps, or every batch of the validation split."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    n_steps, batch_size, steps = get("n_steps"), get("batch_size"), get("validation_steps")
+    if get("stateful"):
+        every = count_stream_batches(n_val_ids, n_steps, batch_size)
+    else:
+        every = math.ceil(count_windows(n_val_ids, n_steps, n_steps) / batch_size)
+    return min(every, steps or every)
