@@ -104,8 +104,8 @@ generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, 
 reproduce: $(STAMP) ## re-run outputs/runs/RUN from its records into RUN-reproduced; compare the histories
 	$(PY) -m charrnn.reproduce --run $(RUN) --outputs $(OUT)
 
-test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters
-	$(PY) -m pytest
+test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters (2 processes)
+	$(PY) -m pytest -n 2 --dist loadfile
 
 KILLS ?= 20# kill-test: SIGKILLs per mode
 kill-test: $(STAMP) ## SIGKILL a tiny training notebook KILLS times (MODE=stateless|stateful, default both); resumed = uninterrupted?

@@ -1,8 +1,8 @@
 """Every notebook runs headlessly through papermill on tiny parameters: the integration tests.
 
 The notebooks run in name order on one temporary outputs folder (01 prepares the data that 02
-and 03 train on; 04 generates from 03's run). Executed copies are kept in that folder. Then
-01 -> 03 -> 04 run again on the Chinese test corpus (shijing.txt, 2,798 distinct characters).
+and 03 train on; 04 generates from 03's run). Executed copies are kept in that folder.
+tests/test_notebooks_chinese.py runs 01 -> 03 -> 04 again on shijing.txt.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import papermill
 import pytest
 import yaml
+from notebook_runner import NOTEBOOK_DIR, TIMEOUT_PER_CELL, execute
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PARAMS = yaml.safe_load((Path(__file__).with_name("notebooks.yaml")).read_text())
 SHIJING_PARAMS = yaml.safe_load((Path(__file__).with_name("notebooks_shijing.yaml")).read_text())
 NOTEBOOKS = sorted(path.name for path in NOTEBOOK_DIR.glob("*.ipynb"))
-TIMEOUT_PER_CELL = 600  # seconds: a stuck kernel fails instead of hanging CI
 
 
 def code_cells(name):
@@ -54,61 +52,11 @@ def outputs(tmp_path_factory):
     return tmp_path_factory.mktemp("outputs")
 
 
-def execute(name, params, outputs, corpus=None):
-    """Run notebook `name` with `params` ("{outputs}", "{corpus}" filled in); the executed copy."""
-    params = {
-        key: value.replace("{outputs}", str(outputs)).replace("{corpus}", str(corpus))
-        if isinstance(value, str) else value
-        for key, value in params.items()
-    }
-    executed = outputs / "executed" / name
-    executed.parent.mkdir(exist_ok=True)
-    # Raises PapermillExecutionError carrying the failing cell's traceback.
-    papermill.execute_notebook(
-        str(NOTEBOOK_DIR / name), str(executed), parameters=params, cwd=str(NOTEBOOK_DIR),
-        kernel_name="python3", execution_timeout=TIMEOUT_PER_CELL, log_output=True, progress_bar=False,
-    )
-    assert executed.is_file()
-    return executed
-
-
-def printed(executed: Path) -> str:
-    """Everything the executed notebook printed (stdout and stderr streams)."""
-    cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
-    return "".join("".join(output.get("text", "")) for cell in cells for output in cell.get("outputs", []))
-
-
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name, outputs):
     execute(name, PARAMS[name], outputs)
     EXPECTED_FILES[name](outputs)
-
-
-@pytest.fixture(scope="module")
-def shijing_outputs(tmp_path_factory, shijing_path):
-    return tmp_path_factory.mktemp("outputs-shijing")
-
-
-@pytest.mark.notebook
-@pytest.mark.parametrize("name", sorted(SHIJING_PARAMS))
-def test_notebook_runs_on_chinese(name, shijing_outputs, shijing_path):
-    executed = execute(name, SHIJING_PARAMS[name], shijing_outputs, corpus=shijing_path)
-    text = printed(executed)
-    assert "missing from font" not in text and "Glyph" not in text, "a character was drawn as an empty box"
-    if name.startswith("01"):
-        meta = json.loads((shijing_outputs / "data" / "shijing" / "meta.json").read_text())
-        assert meta["vocab_size"] == 2798 and meta["corpus_chars"] == 39569
-        assert (shijing_outputs / "data" / "shijing" / "char_frequency.png").is_file()
-        assert "Embedding(64)" in text  # embedding_dim="auto" chose an Embedding for 2,798 characters
-    elif name.startswith("03"):
-        assert "unigram" in text
-        samples = (shijing_outputs / "runs" / "stateful-shijing" / "samples.txt").read_text(encoding="utf-8")
-        assert any("\u4e00" <= char <= "\u9fff" for char in samples), "no Chinese character in the samples"
-    else:
-        samples = (shijing_outputs / "runs" / "stateful-shijing" / "samples_generate.txt").read_text(
-            encoding="utf-8")
-        assert sum("\u4e00" <= char <= "\u9fff" for char in samples) > 100
 
 
 def _prepared(outputs):

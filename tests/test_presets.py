@@ -80,7 +80,9 @@ def test_an_unknown_recorded_parameter_is_a_clear_error():
 def test_every_preset_builds_and_trains_a_few_steps(name, tiny_data, tmp_path):
     from charrnn.train import train
 
-    values = {**preset(name), "epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "max_minutes": None}
+    # The preset's model and optimiser; a smaller batch keeps the test to seconds (gpu: 3 x GRU(512)).
+    values = {**preset(name), "epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "max_minutes": None,
+              "batch_size": 8, "n_steps": 20}
     _, history = train(TrainConfig(run_name=name, **values), tiny_data, tmp_path, verbose=0)
     assert history["epoch"] == [0]
     assert history["train_chars"] == [2 * values["batch_size"] * values["n_steps"]]
