@@ -56,7 +56,7 @@ define papermill
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help setup fonts data train-stateless train-stateful generate reproduce test kill-test lint bench bench-quality clean
+.PHONY: help setup fonts data train-stateless train-stateful generate reproduce test test-distributed kill-test lint bench bench-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ reproduce: $(STAMP) ## re-run outputs/runs/RUN from its records into RUN-reprodu
 
 test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters (2 processes)
 	$(PY) -m pytest -n 2 --dist loadfile
+
+test-distributed: $(STAMP) ## mirrored (2 logical CPUs) and 2-process multi-worker training vs one device
+	$(PY) -m pytest -m distributed
 
 KILLS ?= 20# kill-test: SIGKILLs per mode
 kill-test: $(STAMP) ## SIGKILL a tiny training notebook KILLS times (MODE=stateless|stateful, default both); resumed = uninterrupted?

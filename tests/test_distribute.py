@@ -82,6 +82,7 @@ def test_mirrored_after_tensorflow_started_with_fewer_devices_is_a_clear_error()
 # ---- mirrored: 2 logical CPU devices, in a fresh process -------------------------------------------
 
 
+@pytest.mark.distributed
 def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts(tiny_text, tmp_path):
     def job(name, stop=None, **settings):
         return {"config": {**TINY, "run_name": name, **settings}, "interrupt_after": stop}
@@ -215,6 +216,7 @@ def one_device_history(settings, cluster_outputs, tmp_path):
     return train(config, load_prepared(cluster_outputs / "data" / "tiny"), tmp_path / "one", verbose=0)[1]
 
 
+@pytest.mark.distributed
 def test_multiworker_stateless_matches_one_device_and_only_the_chief_writes(cluster_outputs, tmp_path):
     settings = {**TINY, "strategy": "multiworker"}
     with Cluster(tmp_path, cluster_outputs, cli_args("mw", settings)) as cluster:
@@ -227,6 +229,7 @@ def test_multiworker_stateless_matches_one_device_and_only_the_chief_writes(clus
     assert load_run(run_dir).environment["distribution"]["workers"] == 2
 
 
+@pytest.mark.distributed
 def test_multiworker_stateful_fails_fast_when_a_worker_dies_then_resumes(cluster_outputs, tmp_path):
     settings = {**TINY, "stateful": True, "epochs": 4, "steps_per_epoch": 30, "strategy": "multiworker"}
     marker = cluster_outputs / "runs" / "mwsf" / CHECKPOINT_DIR / "epoch-00001.json"
