@@ -38,11 +38,11 @@ CRASH_POINTS = ["checkpoint-data", "checkpoint-marker", "before-rename", "after-
 TIME_COLUMN = "train_seconds"
 
 
-def tiny_parameters(mode: str, outputs: Path) -> dict:
+def tiny_parameters(mode: str, outputs: Path, epochs: int) -> dict:
     params = yaml.safe_load((ROOT / "tests" / "notebooks.yaml").read_text())[NOTEBOOKS[mode]]
     params = {key: value.replace("{outputs}", str(outputs)) if isinstance(value, str) else value
               for key, value in params.items()}
-    params.update(epochs=6, sample_chars=10)
+    params.update(epochs=epochs, sample_chars=10)
     params.pop("compare_with", None)
     return params
 
@@ -154,7 +154,8 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
     prepare_data(read_text(find_corpus())[:40_000], outputs / "data" / "tiny")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("CHARRNN_CRASH_AT", None)
-    params = tiny_parameters(mode, outputs)
+    # More epochs than kills: each restart advances about one epoch before the next kill.
+    params = tiny_parameters(mode, outputs, epochs=max(6, kills + 4))
     log = workdir / "papermill.log"
 
     start = time.monotonic()
@@ -164,6 +165,7 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
     reference_dir = outputs / "runs" / "reference"
     training = float(history_column(reference_dir / "history.csv", TIME_COLUMN)[-1])
     startup = max(duration - training, 1.0)  # kernel start, imports, tracing (and the plots after)
+    epoch_seconds = training / params["epochs"]
     print(f"{mode}: uninterrupted run {duration:.1f} s, of which {training:.1f} s training")
 
     rng = random.Random(seed)
@@ -172,20 +174,26 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
     events = []
     for index in range(kills):
         attempt_env = dict(env)
-        if index % 3 == 2:
-            point = rng.choice(CRASH_POINTS)
-            attempt_env["CHARRNN_CRASH_AT"] = f"{point}:{rng.randint(1, 3)}"
-            moment, kill_after = attempt_env["CHARRNN_CRASH_AT"], duration * 2
-        else:  # anywhere from kernel start-up to the end of the training still to do
-            remaining = training * (1 - epochs_done(run_dir) / params["epochs"])
-            kill_after = rng.uniform(0.5 * startup, startup + remaining)
+        last = index == kills - 1
+        if index % 3 == 2 or last:  # inside a write; the last kill right after the final model is saved
+            point = "after-final-model:1" if last else f"{rng.choice(CRASH_POINTS[:-1])}:{rng.randint(1, 3)}"
+            attempt_env["CHARRNN_CRASH_AT"] = point
+            moment, kill_after = point, duration * 2
+        elif index % 4 == 3:  # during start-up: kernel, imports, data, model
+            kill_after = rng.uniform(0.2, 0.8) * startup
+            moment = f"{kill_after:.1f} s (start-up)"
+        else:  # during training, within about two epochs of where it resumed
+            kill_after = startup + rng.uniform(0, 2 * epoch_seconds)
             moment = f"{kill_after:.1f} s"
         outcome = run_notebook(papermill_command(mode, killed, workdir / "killed.ipynb"), log, attempt_env,
                                kill_after)
-        events.append((moment, outcome, epochs_done(run_dir)))
-        print(f"  kill {index + 1:2d} at {moment:<24} {outcome:<9} epochs in history: {events[-1][2]}")
-        if outcome == "finished":
-            print("  the run finished before this kill; the later kills restart a finished run")
+        complete = (run_dir / "model.keras").exists() and not (run_dir / "checkpoints").exists()
+        events.append({"at": moment, "outcome": outcome, "epochs_in_history": epochs_done(run_dir),
+                       "complete": complete})
+        print(f"  kill {index + 1:2d} at {moment:<26} {outcome:<9} epochs in history: "
+              f"{events[-1]['epochs_in_history']:2d}{'  (run complete)' if complete else ''}")
+    landed = sum(event["outcome"] == "killed" for event in events)
+    print(f"  {landed} of {kills} kills landed before the run finished; restarting to the end")
     run_notebook(papermill_command(mode, killed, workdir / "killed.ipynb"), log, env, None)
 
     result = {
@@ -195,9 +203,9 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
         "best.keras": weights(run_dir / "best.keras") == weights(reference_dir / "best.keras"),
     }
     verdict = "identical" if all(result.values()) else "DIFFERENT"
-    print(f"{mode}: {kills} kills, every restart resumed; history, model.keras, best.keras vs the "
+    print(f"{mode}: {landed} kills, every restart resumed; history, model.keras, best.keras vs the "
           f"uninterrupted run: {verdict} {result}")
-    return {"events": events, "identical": result}
+    return {"events": events, "identical": result, "landed": landed}
 
 
 def main(argv=None) -> int:

@@ -11,5 +11,7 @@ from kill_anywhere import kill_anywhere
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["stateless", "stateful"])
 def test_every_kill_resumes_and_the_run_ends_identical(mode, tmp_path):
-    result = kill_anywhere(mode, kills=int(os.environ.get("KILLS", "3")), seed=0, workdir=tmp_path)
+    kills = int(os.environ.get("KILLS", "3"))
+    result = kill_anywhere(mode, kills=kills, seed=0, workdir=tmp_path)
+    assert result["landed"] == kills, "every kill hit a run that was still unfinished"
     assert all(result["identical"].values()), result
