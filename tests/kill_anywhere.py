@@ -154,8 +154,8 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
     prepare_data(read_text(find_corpus())[:40_000], outputs / "data" / "tiny")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("CHARRNN_CRASH_AT", None)
-    # More epochs than kills: each restart advances about one epoch before the next kill.
-    params = tiny_parameters(mode, outputs, epochs=max(6, kills + 4))
+    # Twice as many epochs as kills: a restart advances one or two epochs before the next kill.
+    params = tiny_parameters(mode, outputs, epochs=max(6, 2 * kills + 4))
     log = workdir / "papermill.log"
 
     start = time.monotonic()
