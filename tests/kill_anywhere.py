@@ -166,7 +166,8 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
     training = float(history_column(reference_dir / "history.csv", TIME_COLUMN)[-1])
     # Start-up: kernel, imports, data and model, until the run's records are written just before fit.
     startup = max((reference_dir / "config.json").stat().st_mtime - start_wall, 1.0)
-    epoch_seconds = training / params["epochs"]
+    first_epoch = float(history_column(reference_dir / "history.csv", TIME_COLUMN)[0])  # with tracing
+    epoch_seconds = (training - first_epoch) / max(params["epochs"] - 1, 1)
     print(f"{mode}: uninterrupted run {duration:.1f} s: {startup:.1f} s start-up, {training:.1f} s training")
 
     rng = random.Random(seed)
@@ -183,8 +184,8 @@ def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
         elif index % 4 == 3:  # during start-up: kernel, imports, data, model
             kill_after = rng.uniform(0.2, 0.8) * startup
             moment = f"{kill_after:.1f} s (start-up)"
-        else:  # during training, within about two epochs of where it resumed
-            kill_after = startup + rng.uniform(0, 2 * epoch_seconds)
+        else:  # during training: from the middle of its first epoch to two epochs after
+            kill_after = startup + first_epoch + rng.uniform(-0.5 * first_epoch, 2 * epoch_seconds)
             moment = f"{kill_after:.1f} s"
         outcome = run_notebook(papermill_command(mode, killed, workdir / "killed.ipynb"), log, attempt_env,
                                kill_after)
