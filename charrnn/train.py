@@ -418,22 +418,20 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # only once the final model is safe
     return model, read_history(run_dir)
 
-def batches_per_epoch(config: TrainConfig | dict, n_train_ids: int) -> int:
+
+def batches_per_epoch(config: TrainConfig, n_train_ids: int) -> int:
     """Training batches in one epoch: steps_per_epoch, or one pass over the windows or streams."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    n_steps, batch_size, steps = get("n_steps"), get("batch_size"), get("steps_per_epoch")
-    if get("stateful"):
-        one_pass = count_stream_batches(n_train_ids, n_steps, batch_size)
-        return min(one_pass, steps or one_pass)
-    return steps or math.ceil(count_windows(n_train_ids, n_steps, get("shift")) / batch_size)
+    if config.stateful:
+        one_pass = count_stream_batches(n_train_ids, config.n_steps, config.batch_size)
+        return min(one_pass, config.steps_per_epoch or one_pass)
+    windows = count_windows(n_train_ids, config.n_steps, config.shift)
+    return config.steps_per_epoch or math.ceil(windows / config.batch_size)
 
 
-def validation_batches(config: TrainConfig | dict, n_val_ids: int) -> int:
+def validation_batches(config: TrainConfig, n_val_ids: int) -> int:
     """Validation batches per epoch: validation_steps, or every batch of the validation split."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    n_steps, batch_size, steps = get("n_steps"), get("batch_size"), get("validation_steps")
-    if get("stateful"):
-        every = count_stream_batches(n_val_ids, n_steps, batch_size)
+    if config.stateful:
+        every = count_stream_batches(n_val_ids, config.n_steps, config.batch_size)
     else:
-        every = math.ceil(count_windows(n_val_ids, n_steps, n_steps) / batch_size)
-    return min(every, steps or every)
+        every = math.ceil(count_windows(n_val_ids, config.n_steps, config.n_steps) / config.batch_size)
+    return min(every, config.validation_steps or every)

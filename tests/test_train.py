@@ -299,10 +299,6 @@ def test_killed_training_process_resumes_at_the_next_epoch(tiny_text, tiny_data,
     assert (run_dir / "model.keras").is_file() and not (run_dir / CHECKPOINT_DIR).exists()
 
 
-def saved_weights(path):
-    return keras.saving.load_model(path, compile=False).get_weights()
-
-
 # ---- loading a run back -----------------------------------------------------------------------
 
 
