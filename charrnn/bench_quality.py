@@ -12,6 +12,7 @@ default budgets of 10 and 20 minutes per preset take an hour or more.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -33,21 +34,56 @@ def load_preset(name: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def quality_run(preset: str, minutes: float, data, runs_dir: Path, label: str) -> dict:
-    """Train one preset for `minutes` (a new run folder each time) and summarise its history."""
-    from charrnn.train import TrainConfig, train
-
-    values = {**load_preset(preset), "max_minutes": minutes, "epochs": 100_000}
-    name = f"{label}-{minutes:g}min"
-    _, history = train(TrainConfig(run_name=name, stateful=True, **values), data, runs_dir, verbose=0)
-    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+def summarise(history: dict, upto: int, **row) -> dict:
+    """The row for a run's history cut after epoch index `upto` (the budget's last epoch)."""
+    best = min(range(upto + 1), key=history["val_loss"].__getitem__)
     return {
-        "preset": preset, "data": label, "budget_minutes": minutes, "run": str(runs_dir / name),
-        "minutes": history["train_seconds"][-1] / 60, "train_chars": history["train_chars"][-1],
-        "epochs": len(history["epoch"]),
-        "val_loss": history["val_loss"][-1], "val_bpc": history["val_loss"][-1] / math.log(2),
+        **row, "minutes": history["train_seconds"][upto] / 60, "train_chars": history["train_chars"][upto],
+        "epochs": upto + 1,
+        "val_loss": history["val_loss"][upto], "val_bpc": history["val_loss"][upto] / math.log(2),
         "best_val_loss": history["val_loss"][best], "best_minutes": history["train_seconds"][best] / 60,
     }
+
+
+def quality_runs(preset: str, budgets: list[float], data, runs_dir: Path, label: str) -> list[dict]:
+    """Train one preset for each budget (a run folder per budget) and summarise the histories.
+
+    A preset whose learning rate does not depend on the budget (constant schedule) trains once,
+    for the largest budget; a smaller budget's row is that run's last epoch ending within it,
+    marked `read_from` — the same model would have stopped there.
+    """
+    from charrnn.train import TrainConfig, train
+
+    values = load_preset(preset)
+    shared = values.get("lr_schedule", "constant") == "constant"
+    trained = [max(budgets)] if shared else sorted(budgets)
+    rows = []
+    for minutes in trained:
+        print(f"training {preset} on the {label} text ({data.tokenizer.vocab_size} characters) "
+              f"for {minutes:g} minutes ...", flush=True)
+        name = f"{label}-{minutes:g}min"
+        values_here = {**values, "max_minutes": minutes, "epochs": 100_000}
+        config = TrainConfig(run_name=name, stateful=True, **values_here)
+        _, history = train(config, data, runs_dir, verbose=0)
+        run = str(runs_dir / name)
+        for budget in (budgets if shared else [minutes]):
+            within = [i for i, s in enumerate(history["train_seconds"]) if s <= budget * 60 + 1e-9]
+            if budget < minutes and not within:
+                print(f"no epoch of {run} ended within {budget:g} minutes: no row for that budget")
+                continue
+            upto = within[-1] if budget < minutes else len(history["epoch"]) - 1
+            row = {"preset": preset, "data": label, "budget_minutes": budget, "run": run}
+            if budget < minutes:
+                row["read_from"] = f"{minutes:g}-minute run, last epoch ending within {budget:g} minutes"
+            rows.append(summarise(history, upto, **row))
+    return sorted(rows, key=lambda row: row["budget_minutes"])
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """Earlier results stay unless this run measured the same preset, text and budget again."""
+    key = lambda row: (row["preset"], row["data"], row["budget_minutes"])  # noqa: E731
+    fresh = {key(row) for row in new}
+    return [row for row in old if key(row) not in fresh] + new
 
 
 def machine() -> dict:
@@ -80,10 +116,7 @@ def main(argv=None) -> dict:
     for label, lower in variants:
         data = prepare_data(text, work / "data" / label, lower=lower)
         for preset in args.presets:
-            for minutes in args.budgets:
-                print(f"training {preset} on the {label} text ({data.tokenizer.vocab_size} characters) "
-                      f"for {minutes:g} minutes ...", flush=True)
-                rows.append(quality_run(preset, minutes, data, work / "runs", f"{preset}-{label}"))
+            rows += quality_runs(preset, args.budgets, data, work / "runs", f"{preset}-{label}")
 
     print(f"\n{'preset':<8} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
           f"{'val loss':>9} {'bits/char':>9} {'best':>7} {'at min':>7}")
@@ -91,7 +124,8 @@ def main(argv=None) -> dict:
         print(f"{row['preset']:<8} {row['data']:<6} {row['budget_minutes']:>7g} {row['minutes']:>8.1f} "
               f"{row['epochs']:>6} {row['train_chars']:>12,} {row['val_loss']:>9.4f} {row['val_bpc']:>9.4f} "
               f"{row['best_val_loss']:>7.4f} {row['best_minutes']:>7.1f}")
-    result = {"rows": rows, "machine": machine()}
+    earlier = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    result = {"rows": merge_rows(earlier, rows), "machine": machine()}
     write_json(args.out, result)
     print(f"written: {args.out}")
     return result

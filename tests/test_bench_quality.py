@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from charrnn.bench_quality import main
+from charrnn.bench_quality import main, merge_rows
 
 
 def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tmp_path, capsys):
@@ -24,3 +24,19 @@ def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tm
 def test_an_unknown_preset_fails_before_any_training(tmp_path):
     with pytest.raises(FileNotFoundError, match="No preset"):
         main(["--presets", "warp", "--out", str(tmp_path / "q.json")])
+
+
+def test_a_constant_rate_preset_trains_once_and_reads_the_smaller_budget_from_its_history(tmp_path):
+    out = tmp_path / "quality.json"
+    short, long = main(["--presets", "seed", "--budgets", "0.25", "0.1", "--max-chars", "40000",
+                        "--out", str(out)])["rows"]
+    assert short["run"] == long["run"], "one run for both budgets"
+    assert "read_from" in short and "read_from" not in long
+    assert short["minutes"] <= 0.1 < long["minutes"] and short["epochs"] < long["epochs"]
+
+
+def test_a_new_measurement_replaces_only_its_own_rows():
+    old = [{"preset": "seed", "data": "lower", "budget_minutes": 10, "val_loss": 1.6},
+           {"preset": "fast", "data": "lower", "budget_minutes": 10, "val_loss": 1.5}]
+    new = [{"preset": "fast", "data": "lower", "budget_minutes": 10, "val_loss": 1.4}]
+    assert merge_rows(old, new) == [old[0], new[0]]
