@@ -45,13 +45,16 @@ def summarise(history: dict, upto: int, **row) -> dict:
     }
 
 
-def quality_runs(preset: str, budgets: list[float], data, runs_dir: Path, label: str) -> list[dict]:
+def quality_runs(
+    preset: str, budgets: list[float], data, runs_dir: Path, text: str, prompt: str
+) -> list[dict]:
     """Train one preset for each budget (a run folder per budget) and summarise the histories.
 
     A preset whose learning rate does not depend on the budget (constant schedule) trains once,
     for the largest budget; a smaller budget's row is that run's last epoch ending within it,
     marked `read_from` — the same model would have stopped there.
     """
+    from charrnn.generate import Generator
     from charrnn.train import TrainConfig, train
 
     values = load_preset(preset)
@@ -59,22 +62,26 @@ def quality_runs(preset: str, budgets: list[float], data, runs_dir: Path, label:
     trained = [max(budgets)] if shared else sorted(budgets)
     rows = []
     for minutes in trained:
-        print(f"training {preset} on the {label} text ({data.tokenizer.vocab_size} characters) "
+        print(f"training {preset} on the {text} text ({data.tokenizer.vocab_size} characters) "
               f"for {minutes:g} minutes ...", flush=True)
-        name = f"{label}-{minutes:g}min"
+        name = f"{preset}-{text}-{minutes:g}min"
         values_here = {**values, "max_minutes": minutes, "epochs": 100_000}
         config = TrainConfig(run_name=name, stateful=True, **values_here)
-        _, history = train(config, data, runs_dir, verbose=0)
+        model, history = train(config, data, runs_dir, verbose=0)
         run = str(runs_dir / name)
+        # What the final model writes: a fixed seed and a moderate temperature, for the README's table.
+        sample = Generator(model, data.tokenizer).generate(prompt, 120, temperature=0.5, seed=0)[0]
         for budget in (budgets if shared else [minutes]):
             within = [i for i, s in enumerate(history["train_seconds"]) if s <= budget * 60 + 1e-9]
             if budget < minutes and not within:
                 print(f"no epoch of {run} ended within {budget:g} minutes: no row for that budget")
                 continue
             upto = within[-1] if budget < minutes else len(history["epoch"]) - 1
-            row = {"preset": preset, "data": label, "budget_minutes": budget, "run": run}
+            row = {"preset": preset, "data": text, "budget_minutes": budget, "run": run}
             if budget < minutes:
                 row["read_from"] = f"{minutes:g}-minute run, last epoch ending within {budget:g} minutes"
+            else:
+                row["sample"] = sample
             rows.append(summarise(history, upto, **row))
     return sorted(rows, key=lambda row: row["budget_minutes"])
 
@@ -84,6 +91,18 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     key = lambda row: (row["preset"], row["data"], row["budget_minutes"])  # noqa: E731
     fresh = {key(row) for row in new}
     return [row for row in old if key(row) not in fresh] + new
+
+
+def draw_curves(rows: list[dict], path: Path) -> None:
+    """Validation bits/char against minutes and characters, one curve per trained run."""
+    from charrnn import plots
+    from charrnn.runs import read_histories
+
+    runs = sorted({Path(row["run"]) for row in rows if "read_from" not in row and Path(row["run"]).is_dir()})
+    histories = {}
+    for run in runs:
+        histories.update(read_histories(run.parent, run.name))
+    plots.validation_curves(histories, path=path)
 
 
 def machine() -> dict:
@@ -100,6 +119,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--budgets", nargs="+", type=float, default=[10.0, 20.0], help="minutes (10 20)")
     parser.add_argument("--cased", action="store_true", help="also train each preset on the case-kept text")
     parser.add_argument("--corpus", help="corpus file (default: tiny Shakespeare, found as everywhere)")
+    parser.add_argument("--prompt", default="ROMEO:", help="what each final model continues (ROMEO:)")
     parser.add_argument("--max-chars", type=int, help="use only the first characters (plumbing tests)")
     parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "quality.json")
     args = parser.parse_args(argv)
@@ -116,7 +136,7 @@ def main(argv=None) -> dict:
     for label, lower in variants:
         data = prepare_data(text, work / "data" / label, lower=lower)
         for preset in args.presets:
-            rows += quality_runs(preset, args.budgets, data, work / "runs", f"{preset}-{label}")
+            rows += quality_runs(preset, args.budgets, data, work / "runs", label, args.prompt)
 
     print(f"\n{'preset':<8} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
           f"{'val loss':>9} {'bits/char':>9} {'best':>7} {'at min':>7}")
@@ -127,7 +147,9 @@ def main(argv=None) -> dict:
     earlier = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
     result = {"rows": merge_rows(earlier, rows), "machine": machine()}
     write_json(args.out, result)
-    print(f"written: {args.out}")
+    figure = args.out.with_suffix(".png")
+    draw_curves(result["rows"], figure)
+    print(f"written: {args.out}, {figure}")
     return result
 
 

@@ -28,11 +28,11 @@ def test_an_unknown_preset_fails_before_any_training(tmp_path):
 
 def test_a_constant_rate_preset_trains_once_and_reads_the_smaller_budget_from_its_history(tmp_path):
     out = tmp_path / "quality.json"
-    short, long = main(["--presets", "seed", "--budgets", "0.25", "0.1", "--max-chars", "40000",
+    short, long = main(["--presets", "seed", "--budgets", "0.5", "0.25", "--max-chars", "40000",
                         "--out", str(out)])["rows"]
     assert short["run"] == long["run"], "one run for both budgets"
     assert "read_from" in short and "read_from" not in long
-    assert short["minutes"] <= 0.1 < long["minutes"] and short["epochs"] < long["epochs"]
+    assert short["minutes"] <= 0.25 < long["minutes"] and short["epochs"] < long["epochs"]
 
 
 def test_a_new_measurement_replaces_only_its_own_rows():
