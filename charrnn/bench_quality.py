@@ -98,9 +98,8 @@ def draw_curves(rows: list[dict], path: Path) -> None:
     from charrnn import plots
     from charrnn.runs import read_histories
 
-    runs = sorted({Path(row["run"]) for row in rows if "read_from" not in row and Path(row["run"]).is_dir()})
     histories = {}
-    for run in runs:
+    for run in sorted({Path(row["run"]) for row in rows}):  # a run read at several budgets is one curve
         histories.update(read_histories(run.parent, run.name))
     plots.validation_curves(histories, path=path)
 
