@@ -6,7 +6,6 @@ loss uses `from_logits=True` and sampling divides logits by the temperature.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import keras
@@ -87,18 +86,17 @@ def build_model(
     return keras.Model(inputs, logits, name="stateful_char_rnn" if stateful else "char_rnn")
 
 
-def bits_per_char(y_true, logits):
-    """Cross-entropy in bits: the loss divided by ln 2."""
-    loss = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
-    return loss / math.log(2.0)
-
-
 def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: float | None = None):
+    """Adam on the cross-entropy of the logits, with accuracy as metric.
+
+    Bits per character are the loss / ln 2: training derives them from the epoch's
+    losses (`charrnn.train.BitsPerChar`). As a metric they would compute the softmax
+    cross-entropy a second time every batch, 30 ms of a 165 ms step at 2,798 characters.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                 keras.metrics.MeanMetricWrapper(bits_per_char, name="bpc")],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=False,  # XLA measured ~25% slower for these GRUs on CPU
     )
     return model

@@ -166,6 +166,15 @@ class Clock(keras.callbacks.Callback):
         logs[CHARS_COLUMN] = self.chars
 
 
+class BitsPerChar(keras.callbacks.Callback):
+    """The epoch's bpc and val_bpc columns, from its losses: the cross-entropy in bits is loss / ln 2."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for prefix in ("", "val_"):
+            if f"{prefix}loss" in logs:
+                logs[f"{prefix}bpc"] = logs[f"{prefix}loss"] / math.log(2.0)
+
+
 class CosineSchedule(keras.callbacks.Callback):
     """Cosine decay of the learning rate over the run: its time budget when it has one, else its batches.
 
@@ -380,6 +389,7 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
         clock = Clock(state, config.batch_size * config.n_steps, budget, agree=chief_decision(strategy))
         callbacks = [
             clock,  # first: puts the time and characters so far into the logs the others read
+            BitsPerChar(),
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
             EpochRecord(run_dir, state, clock, config.early_stopping_patience),
         ]
