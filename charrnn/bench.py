@@ -3,7 +3,8 @@
 Prints a table and writes outputs/bench/bench.json (figures, ratios, environment).
 Rows:
   pipeline    batches/s of `shuffled_windows` vs the seed's window/flat_map/shuffle(10000)/batch/one-hot chain
-  training    training characters/s, seed hyperparameters, this package vs the seed's Keras construction
+  training    training characters/s, seed hyperparameters, this package (keras.layers.GRU, and FusedGRU)
+              vs the seed's Keras construction
   generation  characters/s of the state-carrying Generator (1 and 16 streams) vs the seed's complete_text
               (200 characters from one prompt)
   corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
@@ -162,12 +163,16 @@ def bench_pipeline(train_ids, vocab_size, quick):
 
 
 def bench_training(train_ids, vocab_size, quick):
+    """The seed's model and hyperparameters: keras.layers.GRU and FusedGRU against the seed's construction."""
+    windows = lambda: shuffled_windows(  # noqa: E731
+        train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
     rates = best_training_rates({
-        "ours": (compile_model(build_model(vocab_size)),
-                 shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)),
+        "keras": (compile_model(build_model(vocab_size)), windows()),
+        "fused": (compile_model(build_model(vocab_size, gru_kernel="fused")), windows()),
         "seed": (seed_model(vocab_size), seed_window_chain(train_ids - 1, vocab_size)),
     }, steps=10 if quick else 60, rounds=1 if quick else 3)
-    return {"name": "training (2xGRU128, one-hot, batch 32x100)", "unit": "chars/s", **rates}
+    return [{"name": f"training (2xGRU128, one-hot, batch 32x100), gru_kernel={kernel!r}", "unit": "chars/s",
+             "ours": rates[kernel], "seed": rates["seed"]} for kernel in ("keras", "fused")]
 
 
 def bench_generation(tokenizer, quick):
@@ -337,7 +342,7 @@ def main(argv=None) -> dict:
     if "pipeline" in only:
         rows.append(bench_pipeline(train_ids, tokenizer.vocab_size, args.quick))
     if "training" in only:
-        rows.append(bench_training(train_ids, tokenizer.vocab_size, args.quick))
+        rows.extend(bench_training(train_ids, tokenizer.vocab_size, args.quick))
     if "generation" in only:
         rows.extend(bench_generation(tokenizer, args.quick))
     if "corpora" in only:

@@ -10,9 +10,13 @@ import warnings
 
 import keras
 
+from charrnn.fused_gru import FusedGRU
+
 # embedding_dim="auto": one-hot inputs (the seed's) up to this many characters, an Embedding above.
 ONE_HOT_MAX_VOCAB = 100
 AUTO_EMBEDDING_DIM = 64  # the size the issue's 6,045-character trial used; cheap next to the GRUs
+# "keras": keras.layers.GRU (the seed's; cuDNN on a GPU). "fused": FusedGRU, same weights, faster on CPU.
+GRU_KERNELS = {"keras": keras.layers.GRU, "fused": FusedGRU}
 
 
 def resolve_embedding_dim(embedding_dim: int | str | None, vocab_size: int, warn: bool = True) -> int | None:
@@ -48,6 +52,7 @@ def build_model(
     embedding_dim: int | str | None = None,
     stateful: bool = False,
     batch_size: int | None = None,
+    gru_kernel: str = "keras",
 ) -> keras.Model:
     """A stack of GRUs over one-hot characters (the seed) or an Embedding.
 
@@ -57,6 +62,8 @@ def build_model(
     Stateful models need a fixed `batch_size`: row i of each batch continues
     row i of the previous one. The GRUs keep cuDNN's constraints (no
     recurrent_dropout, reset_after=True) so GPUs use the fast kernel.
+    `gru_kernel`: "keras" (keras.layers.GRU) or "fused" (`FusedGRU`: the same layer and
+    weights with a faster CPU training loop; histories differ only by float rounding).
     """
     if vocab_size < 1 or units < 1 or n_layers < 1:
         raise ValueError(
@@ -65,6 +72,7 @@ def build_model(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
     embedding_dim = resolve_embedding_dim(embedding_dim, vocab_size, warn=False)
+    check_gru_kernel(gru_kernel)
     if stateful and (batch_size is None or batch_size < 1):
         raise ValueError(
             f"A stateful model needs batch_size (the number of parallel streams), got {batch_size}."
@@ -78,12 +86,17 @@ def build_model(
     if embedding_dim:
         x = keras.layers.Embedding(vocab_size + 1, embedding_dim, name="embedding")(x)
     for i in range(n_layers):
-        x = keras.layers.GRU(
+        x = GRU_KERNELS[gru_kernel](
             units, return_sequences=True, stateful=stateful, dropout=dropout, name=f"gru_{i + 1}"
         )(x)
     # A Dense on a 3-D tensor applies per time step: no TimeDistributed needed in Keras 3.
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(inputs, logits, name="stateful_char_rnn" if stateful else "char_rnn")
+
+
+def check_gru_kernel(gru_kernel) -> None:
+    if gru_kernel not in GRU_KERNELS:
+        raise ValueError(f"gru_kernel must be one of {sorted(GRU_KERNELS)}, got {gru_kernel!r}.")
 
 
 def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: float | None = None):
@@ -112,6 +125,7 @@ def model_config(model: keras.Model) -> dict:
         "n_layers": len(grus),
         "dropout": grus[0].dropout,
         "embedding_dim": embedding[0].output_dim if embedding else None,
+        "gru_kernel": "fused" if isinstance(grus[0], FusedGRU) else "keras",
     }
 
 
@@ -165,7 +179,7 @@ class CellStep(keras.layers.Layer):
 def check_step_architecture(model: keras.Model) -> None:
     """The step model re-runs the layers one step at a time: they must be build_model's."""
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    kinds = [type(layer).__name__ for layer in layers]
+    kinds = ["GRU" if isinstance(layer, keras.layers.GRU) else type(layer).__name__ for layer in layers]
     if kinds and kinds[0] == "Embedding":
         kinds = kinds[1:]
     n_grus = len(kinds) - 1

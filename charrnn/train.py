@@ -29,7 +29,13 @@ from charrnn.distribute import (
     worker_folder,
 )
 from charrnn.distributed_fit import fit_distributed
-from charrnn.model import ResetStatesCallback, build_model, compile_model, resolve_embedding_dim
+from charrnn.model import (
+    ResetStatesCallback,
+    build_model,
+    check_gru_kernel,
+    compile_model,
+    resolve_embedding_dim,
+)
 from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
     BEST_FILE,
@@ -59,6 +65,7 @@ class TrainConfig:
     stateful: bool = False  # True: consecutive windows of `batch_size` parallel streams
     units: int = 128  # GRU units per layer (the seed: 128)
     n_layers: int = 2  # stacked GRU layers (the seed: 2)
+    gru_kernel: str = "keras"  # "fused": FusedGRU, the same GRU with a faster CPU training loop
     dropout: float = 0.2  # input dropout of each GRU (the seed: 0.2)
     embedding_dim: int | str | None = "auto"  # "auto": one-hot up to 100 characters, else an Embedding(64)
     n_steps: int = 100  # characters per window (truncated backprop length)
@@ -101,6 +108,7 @@ class TrainConfig:
         for name in ("stateful", "unigram_init", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        check_gru_kernel(self.gru_kernel)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.preset is not None and not isinstance(self.preset, str):
@@ -274,7 +282,9 @@ def _check_previous_run(run_dir: Path, record: dict, checkpoint) -> str:
     """
     if not (run_dir / "config.json").exists():
         return "new"
-    previous = read_config(run_dir)
+    # A parameter added since that run was recorded had its default then.
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    previous = {**defaults, **read_config(run_dir)}
     changed = {k: (previous.get(k), v) for k, v in record.items()
                if previous.get(k) != v and k not in LAYOUT_KEYS}
     complete = (run_dir / MODEL_FILE).exists() and not (run_dir / CHECKPOINT_DIR).exists()
@@ -362,6 +372,7 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
             config.embedding_dim, stateful=config.stateful,
             batch_size=config.batch_size // replicas if config.stateful else None,  # per replica
+            gru_kernel=config.gru_kernel,
         )
         # The distributed loop clips the global gradient itself (see distributed_fit).
         compile_model(model, config.learning_rate, None if strategy else config.clipnorm)

@@ -6,7 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from charrnn.model import build_model, build_step_model, gru_layers, resolve_embedding_dim, to_stateless
+from charrnn.fused_gru import FusedGRU
+from charrnn.model import (
+    build_model,
+    build_step_model,
+    gru_layers,
+    model_config,
+    resolve_embedding_dim,
+    to_stateless,
+)
 
 VOCAB = 20
 
@@ -153,3 +161,31 @@ def test_train_config_defaults_to_auto():
     from charrnn.train import TrainConfig
 
     assert TrainConfig().embedding_dim == "auto"
+
+
+# ---- gru_kernel ---------------------------------------------------------------------------------
+
+
+def test_a_fused_model_has_the_keras_models_weights_and_outputs():
+    keras.utils.set_random_seed(5)
+    reference = build_model(VOCAB, units=16, n_layers=2, embedding_dim=8)
+    fused = build_model(VOCAB, units=16, n_layers=2, embedding_dim=8, gru_kernel="fused")
+    assert all(isinstance(layer, FusedGRU) for layer in gru_layers(fused))
+    fused.set_weights(reference.get_weights())  # the same weight list, one to one
+    ids = np.random.default_rng(0).integers(1, VOCAB + 1, size=(3, 9)).astype("int32")
+    np.testing.assert_allclose(fused(ids), reference(ids), atol=1e-6)
+    assert model_config(fused) == {**model_config(reference), "gru_kernel": "fused"}
+
+
+def test_a_stateful_fused_model_becomes_a_stateless_fused_model_that_generates():
+    stateful = build_model(VOCAB, units=8, n_layers=1, stateful=True, batch_size=4, gru_kernel="fused")
+    stateless = to_stateless(stateful)
+    assert isinstance(gru_layers(stateless)[0], FusedGRU)
+    ids = np.array([1, 2, 3], "int32")
+    logits, _ = build_step_model(stateless)([ids, np.zeros((3, 8), "float32")])
+    assert np.asarray(logits).shape == (3, VOCAB)
+
+
+def test_an_unknown_gru_kernel_is_refused():
+    with pytest.raises(ValueError, match="gru_kernel must be one of"):
+        build_model(VOCAB, gru_kernel="cudnn")

@@ -203,16 +203,34 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_data, tmp_path):
     assert not (run_dir / CHECKPOINT_DIR).exists()
 
 
+@pytest.mark.parametrize("gru_kernel", ["keras", "fused"])
 @pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
-def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, tiny_data, tmp_path):
+def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, gru_kernel, tiny_data, tmp_path):
     # Same data order (skipped batches) and same dropout masks (seed states in the checkpoint).
-    settings = {**TINY, "stateful": stateful, "n_steps": 20 if stateful else 50}
+    settings = {**TINY, "stateful": stateful, "n_steps": 20 if stateful else 50, "gru_kernel": gru_kernel}
     train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
     resumed = TrainConfig(run_name="resumed", **settings)
     with pytest.raises(Interrupt):
         train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
     train(resumed, tiny_data, tmp_path, verbose=0)
     assert history_lines(tmp_path / "resumed") == history_lines(tmp_path / "straight")
+
+
+def test_a_fused_run_learns_and_loads_back_with_its_kernel(tiny_data, tmp_path):
+    config = TrainConfig(run_name="fused", **TINY, gru_kernel="fused")
+    _, history = train(config, tiny_data, tmp_path, verbose=0)
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    assert type(load_run(tmp_path / "fused").model.get_layer("gru_1")).__name__ == "FusedGRU"
+
+
+def test_a_run_recorded_before_gru_kernel_existed_is_still_the_same_run(finished_run, tiny_data, tmp_path):
+    config, _, history, run_dir = finished_run
+    old = copy_run(run_dir, tmp_path)
+    record = json.loads((old / "config.json").read_text())
+    del record["gru_kernel"]  # config.json as earlier versions wrote it: their GRU was keras.layers.GRU
+    (old / "config.json").write_text(json.dumps(record))
+    _, loaded = train(config, tiny_data, tmp_path, verbose=0)  # complete: loaded, not refused
+    assert loaded["val_loss"] == history["val_loss"]
 
 
 def test_resume_drops_history_rows_of_an_epoch_that_was_not_backed_up(tiny_data, tmp_path):
