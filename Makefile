@@ -26,13 +26,14 @@ NCHARS ?= 500
 TEMPERATURE ?= 0.8
 PRESET ?= seed# training recipe: configs/$(PRESET).yaml (seed: the seed notebook's values)
 # Optional overrides (empty: the preset's or notebook's value): CORPUS, MIN_COUNT, MAX_VOCAB for
-# notebook 01; EPOCHS, STEPS, UNITS, SEED, EMBEDDING (auto, None or an int), LR, MINUTES (time budget)
-# for 02 and 03; STREAMS (parallel streams) for 03.
+# notebook 01; EPOCHS, STEPS, UNITS, SEED, EMBEDDING (auto, None or an int), LR, MINUTES (time budget),
+# GRU (keras or fused) for 02 and 03; STREAMS (parallel streams) for 03.
 param = $(if $(2),-p $(1) $(2))
 TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
 	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED)) \
 	$(call param,embedding_dim,$(EMBEDDING)) $(call param,learning_rate,$(LR)) \
-	$(call param,max_minutes,$(MINUTES)) $(call param,strategy,$(STRATEGY)) $(call param,replicas,$(REPLICAS))
+	$(call param,max_minutes,$(MINUTES)) $(call param,strategy,$(STRATEGY)) $(call param,replicas,$(REPLICAS)) \
+	$(call param,gru_kernel,$(GRU))
 CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make bench` (skipped if absent)
 
 # RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
@@ -60,7 +61,7 @@ endef
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS MIN_COUNT MAX_VOCAB EPOCHS MINUTES STEPS UNITS SEED"
+	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS MIN_COUNT MAX_VOCAB EPOCHS MINUTES STEPS UNITS GRU SEED"
 	@echo "             EMBEDDING LR STREAMS STRATEGY REPLICAS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE"
 	@echo "             CHINESE_CORPUS BUDGETS PRESETS CASED"
 

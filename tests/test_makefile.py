@@ -125,3 +125,18 @@ def test_failed_data_notebook_keeps_the_prepared_datasets_notebook(tmp_path):
               if output.get("output_type") == "error"]
     assert errors and "not UTF-8" in errors[0]["evalue"]
     assert hidden_files(executed.parent) == []
+
+
+def test_preset_and_overrides_reach_papermill(tmp_path, fake_python):
+    script, stamp = fake_python
+    out = tmp_path / "outputs"
+    (out / "data" / "tinyshakespeare").mkdir(parents=True)
+    (out / "data" / "tinyshakespeare" / "meta.json").write_text("{}")
+    result = run_make("train-stateful", f"OUT={out}", f"PY={script}", f"STAMP={stamp}", "SRUN=s",
+                      "PRESET=fast", "GRU=keras", "MINUTES=3")
+    assert result.returncode == 0, result.stderr
+    args = json.loads((out / "runs" / "s" / "03_train_stateful.ipynb").read_text())["fake_papermill"]
+    pairs = list(zip(args, args[1:]))
+    assert ("-f", "configs/fast.yaml") in pairs
+    assert args[args.index("gru_kernel") - 1: args.index("gru_kernel") + 2] == ["-p", "gru_kernel", "keras"]
+    assert args[args.index("max_minutes") + 1] == "3"
