@@ -95,6 +95,7 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
         job("2to1", stop=0, stateful=True, **m2), job("2to1", stateful=True, **m1),
         job("dropout", **dropout),
         job("dropout-resumed", stop=0, **dropout), job("dropout-resumed", **dropout),
+        job("m2-fused", stateful=True, gru_kernel="fused", **m2),
     ]
     data_dir = tmp_path / "data"
     data = prepare_data(tiny_text, data_dir)
@@ -109,6 +110,8 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
     for stateful in (False, True):
         config = TrainConfig(**{**TINY, "run_name": f"one-{stateful}", "stateful": stateful})
         one_device[stateful] = train(config, data, tmp_path / "one", verbose=0)[1]
+    fused = TrainConfig(**{**TINY, "run_name": "one-fused", "stateful": True, "gru_kernel": "fused"})
+    assert_same_losses(histories["m2-fused"], train(fused, data, tmp_path / "one", verbose=0)[1])
     assert_same_losses(histories["m2-stateless"], one_device[False])
     assert_same_losses(histories["m2-stateful"], one_device[True])
     assert_same_losses(histories["1to2"], one_device[False])  # epoch 0 on 1 replica, epoch 1 on 2
