@@ -93,12 +93,13 @@ def _logs(sums, prefix: str = "") -> dict:
 
 
 def fit_distributed(strategy, model, train_ds, val_ds, *, steps: int, val_steps: int, epochs: int,
-                    initial_epoch: int, stateful: bool, clipnorm: float | None, callbacks: list,
+                    initial_epoch: int, restart_each_epoch: bool, clipnorm: float | None, callbacks: list,
                     verbose: int | str = 2) -> None:
     """Train epochs initial_epoch..epochs-1 as `model.fit` would, on `strategy`'s replicas.
 
-    Stateful training reads the streams from their start every epoch (a new iterator);
-    stateless training reads on through its repeated, seeded windows (one iterator).
+    `restart_each_epoch`: a new iterator every epoch (stateful streams read from their start);
+    otherwise one iterator reads on through the epochs (stateless training's repeated, seeded
+    windows; stateful streams with random_offsets).
     Every worker runs the same number of steps: the stop decisions come from values that
     are equal on all of them (reduced losses, the chief's clock).
     """
@@ -108,12 +109,12 @@ def fit_distributed(strategy, model, train_ds, val_ds, *, steps: int, val_steps:
         verbose=verbose, epochs=epochs, steps=steps)
     model.stop_training = False
     callback_list.on_train_begin()
-    train_iterator = None if stateful else iter(train_ds)
+    train_iterator = None if restart_each_epoch else iter(train_ds)
     logs = {}
     for epoch in range(initial_epoch, epochs):
         key_dropout(tf.constant(epoch, tf.int64))
         callback_list.on_epoch_begin(epoch)
-        iterator = iter(train_ds) if stateful else train_iterator
+        iterator = iter(train_ds) if restart_each_epoch else train_iterator
         sums = tf.zeros(3)
         for step in range(steps):
             callback_list.on_train_batch_begin(step)

@@ -138,18 +138,50 @@ def stateful_streams(
     vocab_size: int,
     one_hot: bool = True,
     part: tuple[int, int] | None = None,
+    offsets_seed: int | None = None,
+    first_epoch: int = 0,
+    epoch_batches: int | None = None,
 ) -> tf.data.Dataset:
     """Batches for a stateful model: `batch_size` parallel streams read in order.
 
     `part=(index, count)`: one replica's streams, [index·b, (index+1)·b) with b = batch_size / count.
+    `offsets_seed`: every epoch cuts the text `epoch_offset(offsets_seed, epoch, n_steps)`
+    characters later (0..n_steps-1), so its windows end at other places than the last
+    epoch's; the dataset then runs on through the epochs from `first_epoch`, each
+    `count_stream_batches(len(ids) - n_steps + 1, ...)` batches long, or its first
+    `epoch_batches`. None: one epoch, the same windows every time (the seed).
     """
-    _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
-    windows = stream_windows(ids, n_steps, batch_size)
-    if part is not None:
-        index, count = part
-        if batch_size % count:
-            raise ValueError(f"batch_size={batch_size} streams do not split evenly over {count} replicas.")
-        width = batch_size // count
-        windows = windows[:, index * width:(index + 1) * width]
-    dataset = tf.data.Dataset.from_tensor_slices(windows)
+    ids = _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
+    if part is not None and batch_size % part[1]:
+        raise ValueError(f"batch_size={batch_size} streams do not split evenly over {part[1]} replicas.")
+    rows = slice(None) if part is None else slice(
+        part[0] * batch_size // part[1], (part[0] + 1) * batch_size // part[1])
+    if offsets_seed is None:
+        dataset = tf.data.Dataset.from_tensor_slices(stream_windows(ids, n_steps, batch_size)[:, rows])
+        return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)
+    usable = len(ids) - n_steps + 1  # room for every offset: each epoch has the same batches
+    n_batches = min(count_stream_batches(usable, n_steps, batch_size), epoch_batches or np.inf)
+    stream_windows(ids[:usable], n_steps, batch_size)  # the clear error if the streams are too short
+    # Where np.array_split starts each of the streams (as stream_windows cuts them), this replica's.
+    starts = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(usable), batch_size)])[:-1][rows]
+    corpus = tf.constant(ids)
+    window = tf.constant(starts[:, None] + np.arange(n_steps + 1)[None, :], tf.int64)
+
+    def epoch_batches(epoch):
+        offset = _epoch_offset(offsets_seed, epoch, n_steps)
+        return tf.data.Dataset.range(n_batches).map(
+            lambda batch: tf.gather(corpus, offset + batch * n_steps + window))
+
+    dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
     return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)
+
+
+def _epoch_offset(seed, epoch, n_steps: int):
+    return tf.random.stateless_uniform(
+        [], seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]), maxval=n_steps,
+        dtype=tf.int64)
+
+
+def epoch_offset(seed: int, epoch: int, n_steps: int) -> int:
+    """The characters `stateful_streams(offsets_seed=seed)` skips in `epoch`: 0..n_steps-1."""
+    return int(_epoch_offset(seed, epoch, n_steps))

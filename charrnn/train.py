@@ -69,6 +69,8 @@ class TrainConfig:
     dropout: float = 0.2  # input dropout of each GRU (the seed: 0.2)
     embedding_dim: int | str | None = "auto"  # "auto": one-hot up to 100 characters, else an Embedding(64)
     n_steps: int = 100  # characters per window (truncated backprop length)
+    random_offsets: bool = False  # stateful: each epoch cuts its windows 0..n_steps-1 characters later
+    # (stateless runs ignore it: their overlapping windows already start at every offset)
     shift: int = 1  # stateless only: distance between window starts
     batch_size: int = 32  # windows per batch; for stateful runs, the number of streams
     epochs: int = 10
@@ -76,6 +78,7 @@ class TrainConfig:
     validation_steps: int | None = None  # None: the whole validation split
     learning_rate: float = 1e-3
     clipnorm: float | None = None  # gradient clipping by norm
+    ema_momentum: float | None = None  # validate and save a moving average of the weights; None: off
     seed: int = 42
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
     max_minutes: float | None = None  # time budget for training (validation included); None: none
@@ -105,9 +108,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number{hint}, got {value!r}.")
         if not self.run_name or self.run_name.startswith(".") or Path(self.run_name).name != self.run_name:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
-        for name in ("stateful", "unigram_init", "tensorboard"):
+        for name in ("stateful", "random_offsets", "unigram_init", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.ema_momentum is not None and (isinstance(self.ema_momentum, bool) or not isinstance(
+                self.ema_momentum, (int, float)) or not 0.0 < self.ema_momentum < 1.0):
+            raise ValueError(
+                f"ema_momentum must be a number in (0, 1) or None (off), got {self.ema_momentum!r}.")
         check_gru_kernel(self.gru_kernel)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
@@ -216,19 +223,25 @@ class EpochRecord(keras.callbacks.Callback):
     from the checkpoint's state.
     """
 
-    def __init__(self, run_dir: Path, state: TrainingState, clock: Clock, patience: int | None):
+    def __init__(self, run_dir: Path, state: TrainingState, clock: Clock, patience: int | None,
+                 ema_swap: keras.callbacks.SwapEMAWeights | None = None):
         super().__init__()
         self.run_dir = run_dir
         self.state = state
         self.clock = clock
         self.patience = patience
+        self.ema_swap = ema_swap  # best.keras: the weights validation saw; the checkpoint: the trained ones
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
         val_loss = logs.get("val_loss")
         if val_loss is not None and (state.best_val_loss is None or val_loss < state.best_val_loss):
             state.best_val_loss, state.best_epoch = val_loss, epoch
+            if self.ema_swap:
+                self.ema_swap.on_test_begin()  # its public hooks swap the averaged weights in and out
             save_model(self.model, self.run_dir / BEST_FILE)
+            if self.ema_swap:
+                self.ema_swap.on_test_end()
         if self.clock.budget_spent:
             state.stop_reason = "time budget"
         elif self.patience and state.best_epoch is not None and epoch - state.best_epoch >= self.patience:
@@ -255,7 +268,10 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
     for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):
         try:
             if config.stateful:
-                datasets.append(stateful_streams(ids, config.n_steps, config.batch_size, **common))
+                # Training with random_offsets: one dataset running on through the epochs.
+                offsets = {"offsets_seed": config.seed, "first_epoch": completed_epochs,
+                           "epoch_batches": steps} if config.random_offsets and split == "training" else {}
+                datasets.append(stateful_streams(ids, config.n_steps, config.batch_size, **common, **offsets))
             elif split == "training":
                 datasets.append(shuffled_windows(
                     ids, config.n_steps, config.shift, config.batch_size, seed=config.seed,
@@ -266,8 +282,8 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
         except ValueError as err:
             raise ValueError(f"The {split} split does not fit this config: {err}") from None
     train, val = datasets
-    if config.stateful:  # each epoch reads the streams from their start
-        train = train.take(steps)
+    if config.stateful:  # each epoch reads the streams from their start (or on, with random_offsets)
+        train = train if config.random_offsets else train.take(steps)
     if config.validation_steps:  # the first batches only, for quick runs
         val = val.take(config.validation_steps)
     return train, val, steps
@@ -375,7 +391,7 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             gru_kernel=config.gru_kernel,
         )
         # The distributed loop clips the global gradient itself (see distributed_fit).
-        compile_model(model, config.learning_rate, None if strategy else config.clipnorm)
+        compile_model(model, config.learning_rate, None if strategy else config.clipnorm, config.ema_momentum)
         if config.unigram_init:
             # The untrained model then predicts the character frequencies (the unigram baseline) instead
             # of a uniform guess: with thousands of characters that saves many epochs of learning counts.
@@ -398,12 +414,15 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
     budget = None if config.max_minutes is None else 60.0 * config.max_minutes
     if state.stop_reason is None and state.epochs_done < config.epochs:
         clock = Clock(state, config.batch_size * config.n_steps, budget, agree=chief_decision(strategy))
+        ema_swap = keras.callbacks.SwapEMAWeights() if config.ema_momentum else None
         callbacks = [
             clock,  # first: puts the time and characters so far into the logs the others read
             BitsPerChar(),
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-            EpochRecord(run_dir, state, clock, config.early_stopping_patience),
+            EpochRecord(run_dir, state, clock, config.early_stopping_patience, ema_swap),
         ]
+        if ema_swap:  # first: validation (and best.keras) see the averaged weights
+            callbacks.insert(0, ema_swap)
         if config.lr_schedule == "cosine":
             callbacks.insert(1, CosineSchedule(config.learning_rate, clock, config.epochs * steps))
         if config.stateful:
@@ -419,7 +438,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             fit_distributed(
                 strategy, model, train_ds, val_ds, steps=steps,
                 val_steps=validation_batches(config, len(data.val_ids)), epochs=config.epochs,
-                initial_epoch=state.epochs_done, stateful=config.stateful, clipnorm=config.clipnorm,
+                initial_epoch=state.epochs_done, clipnorm=config.clipnorm,
+                restart_each_epoch=config.stateful and not config.random_offsets,
                 callbacks=[*callbacks, *extra_callbacks], verbose=verbose)
         else:
             model.fit(
@@ -434,6 +454,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             )
     if state.stop_reason:
         print(f"Stopped after epoch {state.epochs_done} by the {state.stop_reason}.")
+    # The averaged weights, also after a resume that had nothing left to train (fit does it too).
+    model.optimizer.finalize_variable_values(model.trainable_variables)
     save_model(model, run_dir / MODEL_FILE)
     crash_point("after-final-model")
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # only once the final model is safe
@@ -443,7 +465,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
 def batches_per_epoch(config: TrainConfig, n_train_ids: int) -> int:
     """Training batches in one epoch: steps_per_epoch, or one pass over the windows or streams."""
     if config.stateful:
-        one_pass = count_stream_batches(n_train_ids, config.n_steps, config.batch_size)
+        usable = n_train_ids - (config.n_steps - 1 if config.random_offsets else 0)  # see stateful_streams
+        one_pass = count_stream_batches(usable, config.n_steps, config.batch_size)
         return min(one_pass, config.steps_per_epoch or one_pass)
     windows = count_windows(n_train_ids, config.n_steps, config.shift)
     return config.steps_per_epoch or math.ceil(windows / config.batch_size)

@@ -89,6 +89,7 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
 
     m2, m1 = {"strategy": "mirrored", "replicas": 2}, {"strategy": "mirrored", "replicas": 1}
     dropout = {**m2, "dropout": 0.2}
+    fast = {"stateful": True, "gru_kernel": "fused", "random_offsets": True, "ema_momentum": 0.9}
     jobs = [  # the first mirrored job makes the 2 logical devices
         job("m2-stateless", **m2), job("m2-stateful", stateful=True, **m2),
         job("1to2", stop=0, **m1), job("1to2", **m2),  # stateless, resumed on 2 replicas
@@ -96,6 +97,7 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
         job("dropout", **dropout),
         job("dropout-resumed", stop=0, **dropout), job("dropout-resumed", **dropout),
         job("m2-fused", stateful=True, gru_kernel="fused", **m2),
+        job("m2-fast", **fast, **m2),  # fast's options: windows cut anew each epoch, averaged weights
     ]
     data_dir = tmp_path / "data"
     data = prepare_data(tiny_text, data_dir)
@@ -112,6 +114,8 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
         one_device[stateful] = train(config, data, tmp_path / "one", verbose=0)[1]
     fused = TrainConfig(**{**TINY, "run_name": "one-fused", "stateful": True, "gru_kernel": "fused"})
     assert_same_losses(histories["m2-fused"], train(fused, data, tmp_path / "one", verbose=0)[1])
+    fast_one = TrainConfig(**{**TINY, "run_name": "one-fast", **fast})
+    assert_same_losses(histories["m2-fast"], train(fast_one, data, tmp_path / "one", verbose=0)[1])
     assert_same_losses(histories["m2-stateless"], one_device[False])
     assert_same_losses(histories["m2-stateful"], one_device[True])
     assert_same_losses(histories["1to2"], one_device[False])  # epoch 0 on 1 replica, epoch 1 on 2

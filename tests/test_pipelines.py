@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from charrnn.pipelines import count_windows, shuffled_windows, stateful_streams, stream_windows
+from charrnn.pipelines import (
+    count_stream_batches,
+    count_windows,
+    epoch_offset,
+    shuffled_windows,
+    stateful_streams,
+    stream_windows,
+)
 
 VOCAB = 7
 
@@ -185,6 +192,46 @@ def test_stream_windows_layout(stream_ids):
     windows = stream_windows(stream_ids, 10, 4)
     assert windows.shape == (49, 4, 11)
     np.testing.assert_array_equal(windows[1:, :, 0], windows[:-1, :, -1])  # consecutive windows share one id
+
+
+def epoch_windows(dataset, epochs, per_epoch):
+    """The (X, Y) id windows of the first `epochs` epochs of a multi-epoch stream dataset."""
+    flat = batches(dataset.take(epochs * per_epoch), False)
+    return [flat[e * per_epoch:(e + 1) * per_epoch] for e in range(epochs)]
+
+
+def test_random_offsets_cut_each_epoch_as_the_streams_of_the_text_from_its_offset(stream_ids):
+    n_steps, batch_size, seed = 10, 4, 3
+    usable = len(stream_ids) - n_steps + 1
+    per_epoch = count_stream_batches(usable, n_steps, batch_size)
+    dataset = stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB, one_hot=False,
+                               offsets_seed=seed)
+    epochs = epoch_windows(dataset, 4, per_epoch)
+    offsets = [epoch_offset(seed, e, n_steps) for e in range(4)]
+    assert len(set(offsets)) > 1 and all(0 <= o < n_steps for o in offsets)
+    for offset, batches_of_epoch in zip(offsets, epochs):
+        expected = stream_windows(stream_ids[offset:offset + usable], n_steps, batch_size)
+        assert len(expected) == per_epoch
+        for (X, Y), windows in zip(batches_of_epoch, expected):
+            np.testing.assert_array_equal(X, windows[:, :-1])
+            np.testing.assert_array_equal(Y, windows[:, 1:] - 1)
+
+
+def test_random_offsets_resume_at_any_epoch_and_split_over_replicas(stream_ids):
+    n_steps, batch_size, per_epoch = 10, 4, 5  # epoch_batches: only the first 5 batches of each epoch
+
+    def make(**kw):
+        return stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB, one_hot=False,
+                                offsets_seed=0, epoch_batches=per_epoch, **kw)
+
+    straight = epoch_windows(make(), 3, per_epoch)
+    resumed = epoch_windows(make(first_epoch=2), 1, per_epoch)
+    halves = [epoch_windows(make(part=(r, 2)), 3, per_epoch) for r in range(2)]
+    for (X, _), (X_resumed, _) in zip(straight[2], resumed[0]):
+        np.testing.assert_array_equal(X, X_resumed)
+    for e in range(3):
+        for b, (X, _) in enumerate(straight[e]):
+            np.testing.assert_array_equal(X, np.concatenate([halves[0][e][b][0], halves[1][e][b][0]]))
 
 
 # ---------------------------------------------------------------- bad input

@@ -173,7 +173,9 @@ def test_same_run_name_with_other_parameters_is_refused(finished_run, tiny_data)
 
 @pytest.mark.parametrize("kwargs", [{"units": 0}, {"epochs": 0}, {"run_name": ""},
                                     {"run_name": f"a{os.sep}b"}, {"clipnorm": -1}, {"clipnorm": 0},
-                                    {"max_minutes": 0}, {"learning_rate": float("nan")}])
+                                    {"max_minutes": 0}, {"learning_rate": float("nan")},
+                                    {"random_offsets": 1, "stateful": True},
+                                    {"ema_momentum": 0}, {"ema_momentum": 1.0}, {"ema_momentum": True}])
 def test_bad_train_config_is_refused(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
@@ -214,6 +216,34 @@ def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, gru_kerne
         train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
     train(resumed, tiny_data, tmp_path, verbose=0)
     assert history_lines(tmp_path / "resumed") == history_lines(tmp_path / "straight")
+
+
+def test_random_offsets_and_ema_resume_with_the_same_history(tiny_data, tmp_path):
+    # The epoch's offsets come from (seed, epoch); the moving average is an optimizer slot in the checkpoint.
+    settings = {**TINY, "stateful": True, "n_steps": 20, "random_offsets": True, "ema_momentum": 0.9}
+    train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
+    resumed = TrainConfig(run_name="resumed", **settings)
+    with pytest.raises(Interrupt):
+        train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
+    train(resumed, tiny_data, tmp_path, verbose=0)  # epochs 1 and 2 read from their own offsets again
+    assert history_lines(tmp_path / "resumed") == history_lines(tmp_path / "straight")
+    fixed = TrainConfig(run_name="fixed", **{**settings, "random_offsets": False})
+    train(fixed, tiny_data, tmp_path, verbose=0)
+    assert history_lines(tmp_path / "fixed")[1:] != history_lines(tmp_path / "straight")[1:]
+
+
+def test_ema_validates_and_saves_the_averaged_weights(tiny_data, tmp_path):
+    config = TrainConfig(run_name="ema", **TINY, ema_momentum=0.9)
+    _, history = train(config, tiny_data, tmp_path, verbose=0)
+    _, plain = train(TrainConfig(run_name="plain", **TINY), tiny_data, tmp_path, verbose=0)
+    assert history["loss"][0] == plain["loss"][0]  # the same training steps...
+    assert history["val_loss"][0] != plain["val_loss"][0]  # ...validated with other weights
+    _, val, _ = make_datasets(config, tiny_data)
+    expected_losses = {"model.keras": history["val_loss"][-1], "best.keras": min(history["val_loss"])}
+    for name, expected in expected_losses.items():
+        saved = keras.saving.load_model(tmp_path / "ema" / name)
+        compile_model(saved)
+        assert saved.evaluate(val, verbose=0, return_dict=True)["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_fused_run_learns_and_loads_back_with_its_kernel(tiny_data, tmp_path):
