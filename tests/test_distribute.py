@@ -104,7 +104,7 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
     runs_dir = tmp_path / "runs"
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "distributed_runs.py"), str(data_dir), str(runs_dir),
-         json.dumps(jobs)], capture_output=True, text=True, timeout=240)
+         json.dumps(jobs)], capture_output=True, text=True, timeout=360)
     assert result.returncode == 0, result.stderr[-3000:]
     histories = json.loads(result.stdout.split("RESULT ", 1)[1])
 
