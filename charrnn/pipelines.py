@@ -160,19 +160,20 @@ def stateful_streams(
         dataset = tf.data.Dataset.from_tensor_slices(stream_windows(ids, n_steps, batch_size)[:, rows])
         return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)
     usable = len(ids) - n_steps + 1  # room for every offset: each epoch has the same batches
-    n_batches = min(count_stream_batches(usable, n_steps, batch_size), epoch_batches or np.inf)
+    n_batches = count_stream_batches(usable, n_steps, batch_size)
+    n_batches = min(n_batches, epoch_batches or n_batches)
     stream_windows(ids[:usable], n_steps, batch_size)  # the clear error if the streams are too short
     # Where np.array_split starts each of the streams (as stream_windows cuts them), this replica's.
     starts = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(usable), batch_size)])[:-1][rows]
     corpus = tf.constant(ids)
     window = tf.constant(starts[:, None] + np.arange(n_steps + 1)[None, :], tf.int64)
 
-    def epoch_batches(epoch):
+    def one_epoch(epoch):
         offset = _epoch_offset(offsets_seed, epoch, n_steps)
         return tf.data.Dataset.range(n_batches).map(
             lambda batch: tf.gather(corpus, offset + batch * n_steps + window))
 
-    dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
+    dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
     return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)
 
 

@@ -421,8 +421,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
             EpochRecord(run_dir, state, clock, config.early_stopping_patience, ema_swap),
         ]
-        if ema_swap:  # first: validation (and best.keras) see the averaged weights
-            callbacks.insert(0, ema_swap)
+        if ema_swap:  # swaps the averaged weights in for validation (EpochRecord: for best.keras)
+            callbacks.append(ema_swap)
         if config.lr_schedule == "cosine":
             callbacks.insert(1, CosineSchedule(config.learning_rate, clock, config.epochs * steps))
         if config.stateful:
