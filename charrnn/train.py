@@ -79,6 +79,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     clipnorm: float | None = None  # gradient clipping by norm
     ema_momentum: float | None = None  # validate and save a moving average of the weights; None: off
+    weight_decay: float | None = None  # decoupled weight decay (AdamW) of the kernels, not biases; None: off
     seed: int = 42
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
     max_minutes: float | None = None  # time budget for training (validation included); None: none
@@ -98,7 +99,7 @@ class TrainConfig:
                 _check_int(name, getattr(self, name), minimum=1, none_ok=True)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
-        for name in ("learning_rate", "clipnorm", "max_minutes"):
+        for name in ("learning_rate", "clipnorm", "max_minutes", "weight_decay"):
             value = getattr(self, name)
             if name != "learning_rate" and value is None:
                 continue
@@ -391,7 +392,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             gru_kernel=config.gru_kernel,
         )
         # The distributed loop clips the global gradient itself (see distributed_fit).
-        compile_model(model, config.learning_rate, None if strategy else config.clipnorm, config.ema_momentum)
+        compile_model(model, config.learning_rate, None if strategy else config.clipnorm, config.ema_momentum,
+                      config.weight_decay)
         if config.unigram_init:
             # The untrained model then predicts the character frequencies (the unigram baseline) instead
             # of a uniform guess: with thousands of characters that saves many epochs of learning counts.

@@ -89,7 +89,8 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
 
     m2, m1 = {"strategy": "mirrored", "replicas": 2}, {"strategy": "mirrored", "replicas": 1}
     dropout = {**m2, "dropout": 0.2}
-    fast = {"stateful": True, "gru_kernel": "fused", "random_offsets": True, "ema_momentum": 0.9}
+    fast = {"stateful": True, "gru_kernel": "fused", "random_offsets": True, "ema_momentum": 0.9,
+            "weight_decay": 0.5}
     jobs = [  # the first mirrored job makes the 2 logical devices
         job("m2-stateless", **m2), job("m2-stateful", stateful=True, **m2),
         job("1to2", stop=0, **m1), job("1to2", **m2),  # stateless, resumed on 2 replicas
@@ -97,7 +98,7 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
         job("dropout", **dropout),
         job("dropout-resumed", stop=0, **dropout), job("dropout-resumed", **dropout),
         job("m2-fused", stateful=True, gru_kernel="fused", **m2),
-        job("m2-fast", **fast, **m2),  # fast's options: windows cut anew each epoch, averaged weights
+        job("m2-fast", **fast, **m2),  # fast's options: windows cut anew, averaged and decayed weights
     ]
     data_dir = tmp_path / "data"
     data = prepare_data(tiny_text, data_dir)

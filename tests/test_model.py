@@ -10,6 +10,7 @@ from charrnn.fused_gru import FusedGRU
 from charrnn.model import (
     build_model,
     build_step_model,
+    compile_model,
     gru_layers,
     model_config,
     resolve_embedding_dim,
@@ -161,6 +162,20 @@ def test_train_config_defaults_to_auto():
     from charrnn.train import TrainConfig
 
     assert TrainConfig().embedding_dim == "auto"
+
+
+def test_weight_decay_shrinks_kernels_and_embeddings_but_not_biases():
+    keras.utils.set_random_seed(1)
+    model = build_model(VOCAB, units=8, n_layers=1, embedding_dim=4, gru_kernel="fused")
+    compile_model(model, learning_rate=0.5, weight_decay=0.4)
+    for variable in model.trainable_variables:  # give the zero-initialised biases something to lose
+        variable.assign(np.random.default_rng(0).normal(size=variable.shape).astype("float32"))
+    before = [variable.numpy() for variable in model.trainable_variables]
+    zero_gradients = [np.zeros_like(value) for value in before]  # Adam's own step is then 0
+    model.optimizer.apply_gradients(zip(zero_gradients, model.trainable_variables))
+    for variable, old in zip(model.trainable_variables, before):
+        factor = 1.0 if variable.path.endswith("bias") else 1.0 - 0.5 * 0.4
+        np.testing.assert_allclose(variable.numpy(), old * factor, rtol=1e-6, err_msg=variable.path)
 
 
 # ---- gru_kernel ---------------------------------------------------------------------------------

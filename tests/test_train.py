@@ -175,7 +175,8 @@ def test_same_run_name_with_other_parameters_is_refused(finished_run, tiny_data)
                                     {"run_name": f"a{os.sep}b"}, {"clipnorm": -1}, {"clipnorm": 0},
                                     {"max_minutes": 0}, {"learning_rate": float("nan")},
                                     {"random_offsets": 1, "stateful": True},
-                                    {"ema_momentum": 0}, {"ema_momentum": 1.0}, {"ema_momentum": True}])
+                                    {"ema_momentum": 0}, {"ema_momentum": 1.0}, {"ema_momentum": True},
+                                    {"weight_decay": 0}, {"weight_decay": -0.1}, {"weight_decay": "0.1"}])
 def test_bad_train_config_is_refused(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
@@ -218,9 +219,11 @@ def test_resumed_run_has_the_history_of_an_uninterrupted_one(stateful, gru_kerne
     assert history_lines(tmp_path / "resumed") == history_lines(tmp_path / "straight")
 
 
-def test_random_offsets_and_ema_resume_with_the_same_history(tiny_data, tmp_path):
-    # The epoch's offsets come from (seed, epoch); the moving average is an optimizer slot in the checkpoint.
-    settings = {**TINY, "stateful": True, "n_steps": 20, "random_offsets": True, "ema_momentum": 0.9}
+def test_random_offsets_ema_and_weight_decay_resume_with_the_same_history(tiny_data, tmp_path):
+    # The epoch's offsets come from (seed, epoch); the moving average is an optimizer slot in the
+    # checkpoint; the biases' exemption from weight decay is set again when the resume compiles.
+    settings = {**TINY, "stateful": True, "n_steps": 20, "random_offsets": True, "ema_momentum": 0.9,
+                "weight_decay": 0.5}
     train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
     resumed = TrainConfig(run_name="resumed", **settings)
     with pytest.raises(Interrupt):
