@@ -117,7 +117,7 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: flo
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate, clipnorm=clipnorm, weight_decay=weight_decay,
         use_ema=ema_momentum is not None, ema_momentum=ema_momentum or 0.99)
-    if weight_decay:
+    if weight_decay is not None:
         optimizer.exclude_from_weight_decay(var_names=["bias"])
     model.compile(
         optimizer=optimizer,

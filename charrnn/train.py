@@ -79,7 +79,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     clipnorm: float | None = None  # gradient clipping by norm
     ema_momentum: float | None = None  # validate and save a moving average of the weights; None: off
-    weight_decay: float | None = None  # decoupled weight decay (AdamW) of the kernels, not biases; None: off
+    weight_decay: float | None = None  # decoupled weight decay (AdamW), biases exempt; None: off
     seed: int = 42
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
     max_minutes: float | None = None  # time budget for training (validation included); None: none

@@ -224,7 +224,8 @@ def test_random_offsets_ema_and_weight_decay_resume_with_the_same_history(tiny_d
     # checkpoint; the biases' exemption from weight decay is set again when the resume compiles.
     settings = {**TINY, "stateful": True, "n_steps": 20, "random_offsets": True, "ema_momentum": 0.9,
                 "weight_decay": 0.5}
-    train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
+    model, _ = train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
+    assert model.optimizer.weight_decay == 0.5  # the config reached the optimizer
     resumed = TrainConfig(run_name="resumed", **settings)
     with pytest.raises(Interrupt):
         train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
