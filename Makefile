@@ -57,7 +57,7 @@ define papermill
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help setup fonts data train-stateless train-stateful generate reproduce test test-distributed kill-test lint bench bench-quality clean
+.PHONY: help setup native fonts data train-stateless train-stateful generate reproduce test test-distributed kill-test lint bench bench-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 setup: $(STAMP) ## create .venv and install the package with its dev tools
+	@$(PY) -m charrnn.native || true  # builds the compiled step loop now; without a C++ compiler, says so
+
+native: $(STAMP) ## build the Generator's compiled step loop (charrnn/csrc; needs a C++ compiler)
+	$(PY) -m charrnn.native
 
 fonts: ## a CJK font for charts of Chinese/Japanese/Korean text (Debian/Ubuntu, as root); else U+XXXX labels
 	apt-get update -qq && apt-get install -y -qq fonts-noto-cjk

@@ -8,7 +8,8 @@ Rows:
   generation  characters/s of the state-carrying Generator (1 and 16 streams) vs the seed's complete_text
               (200 characters from one prompt)
   corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
-              (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s
+              (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s;
+              and generation chars/s of the compiled step loop (charrnn.native) vs the XLA loop for both
   vocab       stateful training chars/s and the logits' size per batch for 39..6,000 classes (random ids)
   distribute  training chars/s of the mirrored loop on 2 logical CPU devices vs 1 (each in a fresh process),
               the gradient bytes all-reduced per step, and the on-paper speed-up of R real replicas
@@ -30,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import charrnn.native
 from charrnn.atomic import write_json
 from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
 from charrnn.generate import Generator, check_count, complete_text
@@ -118,6 +120,7 @@ class SpeedComparison:
     n_chars: int
     fast_chars_per_second: float
     reference_chars_per_second: float
+    loop: str = "XLA"  # the Generator's step loop: "compiled" (charrnn.native) or "XLA"
 
     @property
     def ratio(self) -> float:
@@ -125,7 +128,8 @@ class SpeedComparison:
 
     def __str__(self) -> str:
         return (
-            f"{self.n_chars} characters: Generator {self.fast_chars_per_second:,.0f} chars/s, "
+            f"{self.n_chars} characters: Generator ({self.loop} step loop) "
+            f"{self.fast_chars_per_second:,.0f} chars/s, "
             f"complete_text {self.reference_chars_per_second:,.1f} chars/s, "
             f"{self.ratio:,.0f}x faster"
         )
@@ -151,7 +155,7 @@ def compare_speed(
     complete_text(generator.model, generator.tokenizer, prompt, 1, temperature)  # traces
     reference = best_rate(
         lambda seed: complete_text(generator.model, generator.tokenizer, prompt, n_chars, temperature))
-    return SpeedComparison(n_chars, fast, reference)
+    return SpeedComparison(n_chars, fast, reference, "compiled" if generator.uses_native else "XLA")
 
 
 def bench_pipeline(train_ids, vocab_size, quick):
@@ -207,11 +211,12 @@ def stateful_training_rate(train_ids, vocab_size, quick) -> float:
     return rates["model"]
 
 
-def generation_rate(tokenizer, prompt, quick) -> float:
-    """One stream's chars/s of the Generator for an untrained 2xGRU(128), embedding_dim="auto"."""
-    from charrnn.generate import Generator
+def generation_rate(tokenizer, prompt, quick, native: bool | None = None) -> float:
+    """One stream's chars/s of the Generator for an untrained 2xGRU(128), embedding_dim="auto".
 
-    generator = Generator(build_model(tokenizer.vocab_size, embedding_dim="auto"), tokenizer)
+    `native`: the Generator's option (None: the compiled step loop when available, False: the XLA loop).
+    """
+    generator = Generator(build_model(tokenizer.vocab_size, embedding_dim="auto"), tokenizer, native=native)
     n_chars = 500 if quick else 5000
     generator.generate(prompt, 10, seed=0)  # compiles
     seconds = []
@@ -235,6 +240,12 @@ def bench_corpora(chinese_path, english_ids, english_tokenizer, quick):
         {"name": f"generation, 1 stream, {label}", "unit": "chars/s",
          "ours": generation_rate(tokenizer, text[:2], quick),
          "seed": generation_rate(english_tokenizer, "the ", quick)},
+        *({"name": f"generation, 1 stream, {name}: compiled step loop vs XLA loop", "unit": "chars/s",
+           "ours": generation_rate(alphabet, prompt, quick, native=True),
+           "seed": generation_rate(alphabet, prompt, quick, native=False)}
+          for name, alphabet, prompt in [(f"{Path(chinese_path).stem} ({tokenizer.vocab_size:,})", tokenizer,
+                                          text[:2]), ("tiny Shakespeare (39)", english_tokenizer, "the ")]
+          if charrnn.native.library() is not None),
     ]
 
 

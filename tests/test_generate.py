@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import charrnn.native
 from charrnn import generate
 from charrnn.generate import (
     Generator,
@@ -39,25 +40,35 @@ def model(tokenizer):
     return untrained_model(tokenizer.vocab_size)
 
 
+@pytest.fixture(scope="module", params=[True, False], ids=["compiled-loop", "xla-loop"])
+def native(request):
+    """Every Generator test runs on both step loops: charrnn.native's and the XLA one."""
+    if request.param and charrnn.native.compiler() is None:
+        pytest.skip("no C++ compiler for the compiled step loop (set CXX or install g++)")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def generator(model, tokenizer):
-    return Generator(model, tokenizer)
+def generator(model, tokenizer, native):
+    generator = Generator(model, tokenizer, native=native)
+    assert generator.uses_native == native
+    return generator
 
 
 @pytest.mark.parametrize("embedding_dim", [None, 8], ids=["one-hot", "embedding"])
-def test_greedy_generator_matches_complete_text(tokenizer, embedding_dim):
+def test_greedy_generator_matches_complete_text(tokenizer, embedding_dim, native):
     model = untrained_model(tokenizer.vocab_size, embedding_dim)
-    fast = Generator(model, tokenizer).generate(PROMPTS, 120, temperature=0)
+    fast = Generator(model, tokenizer, native=native).generate(PROMPTS, 120, temperature=0)
     reference = [complete_text(model, tokenizer, prompt, 120, temperature=0) for prompt in PROMPTS]
     assert fast == reference
     assert all(len(set(text[-120:])) > 3 for text in fast), "a constant text would make this test weak"
 
 
-def test_greedy_matches_across_chunk_boundaries(tokenizer, model, monkeypatch):
+def test_greedy_matches_across_chunk_boundaries(tokenizer, model, monkeypatch, native):
     """State is carried from one compiled chunk to the next, also in the middle of a prompt."""
     monkeypatch.setattr(generate, "CHUNK_STEPS", 5)  # read when the Generator's functions are traced
     prompts = ["to be or not to be", "a"]
-    fast = Generator(model, tokenizer).generate(prompts, 23, temperature=0)
+    fast = Generator(model, tokenizer, native=native).generate(prompts, 23, temperature=0)
     assert fast == [complete_text(model, tokenizer, prompt, 23, temperature=0) for prompt in prompts]
 
 
@@ -84,14 +95,15 @@ def softmax(logits):
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_samples_follow_the_softmax_of_logits_over_temperature(tokenizer, temperature):
+def test_samples_follow_the_softmax_of_logits_over_temperature(tokenizer, temperature, native):
     """The first sampled character of 10,000 streams has the model's distribution at that temperature."""
     model = untrained_model(tokenizer.vocab_size)
     # Spread the logits (an untrained model is near uniform) so a wrong temperature would show.
     model.layers[-1].bias.assign(np.linspace(-3.0, 3.0, tokenizer.vocab_size))
     prompt = "the "
     counts = np.zeros(tokenizer.vocab_size)
-    for text in Generator(model, tokenizer).generate([prompt] * 10_000, 1, temperature, seed=11):
+    generator = Generator(model, tokenizer, native=native)
+    for text in generator.generate([prompt] * 10_000, 1, temperature, seed=11):
         counts[tokenizer.encode(text[-1])[0] - 1] += 1
     logits = next_char_logits(model, tokenizer, prompt)[0].numpy()
     frequencies = counts / counts.sum()
@@ -110,10 +122,11 @@ def test_top_k_samples_only_among_the_k_likeliest(generator, model, tokenizer):
     )
 
 
-def test_stateful_model_is_converted(tokenizer):
+def test_stateful_model_is_converted(tokenizer, native):
     stateful = untrained_model(tokenizer.vocab_size, stateful=True, batch_size=4)
-    from_stateful = Generator(stateful, tokenizer).generate(PROMPTS, 40, temperature=0)
-    assert from_stateful == Generator(to_stateless(stateful), tokenizer).generate(PROMPTS, 40, temperature=0)
+    from_stateful = Generator(stateful, tokenizer, native=native).generate(PROMPTS, 40, temperature=0)
+    stateless = Generator(to_stateless(stateful), tokenizer, native=native)
+    assert from_stateful == stateless.generate(PROMPTS, 40, temperature=0)
     with pytest.raises(ValueError, match="to_stateless"):
         complete_text(stateful, tokenizer, "the ", 5)
 
@@ -137,6 +150,8 @@ def test_functions_are_traced_once(generator):
         generator.generate(prompts, n_chars, temperature, top_k=top_k, seed=1)
     assert generator.generate_ids.experimental_get_tracing_count() == 1
     assert generator._run_chunk.experimental_get_tracing_count() == 1
+    if generator.uses_native:  # its uniform numbers come from one traced function too
+        assert generator._uniform_chunk.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize(
