@@ -285,8 +285,8 @@ class Generator:
     Both functions have fixed input signatures: repeated calls reuse one trace
     (XLA compiles once more for each new batch size).
 
-    `generate` runs the same loop compiled for the CPU (`charrnn.native`, about 3x
-    faster for one stream at 2,798 characters) when `native` is True, or when it is
+    `generate` runs the same loop compiled for the CPU (`charrnn.native`, 3.8x as
+    fast for one stream at 2,798 characters in `make bench`) when `native` is True, or when it is
     None (the default) and a C++ compiler is available: the same uniform numbers,
     the same texts up to float rounding. `native=False` keeps the XLA loop;
     `uses_native` says which one runs.
