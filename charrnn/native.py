@@ -20,6 +20,8 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -64,6 +66,7 @@ class _Net(ctypes.Structure):
 
 _library: ctypes.CDLL | None = None
 _library_error: str | None = None
+_library_lock = threading.Lock()  # one build per process, even when threads ask at once
 
 
 def compiler() -> str | None:
@@ -98,34 +101,38 @@ def build(cxx: str) -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    command = [cxx, *FLAGS, str(SOURCE), "-o", str(temporary)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        temporary.unlink(missing_ok=True)
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr.strip()}")
-    os.replace(temporary, path)  # atomic: parallel builds (pytest -n) all end with one whole file
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        command = [cxx, *FLAGS, str(SOURCE), "-o", temporary]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr.strip()}")
+        os.replace(temporary, path)  # atomic: concurrent builds (pytest -n) all end with one whole file
+    finally:
+        Path(temporary).unlink(missing_ok=True)
     return path
 
 
 def library() -> ctypes.CDLL | None:
     """The loaded library, built if needed; None (with one warning) when it cannot be built."""
     global _library, _library_error
-    if _library is not None or _library_error is not None:
+    with _library_lock:
+        if _library is not None or _library_error is not None:
+            return _library
+        if os.environ.get("CHARRNN_NATIVE", "1") == "0":
+            _library_error = "CHARRNN_NATIVE=0"
+            return None
+        cxx = compiler()
+        try:
+            if cxx is None:
+                raise RuntimeError("no C++ compiler (set CXX, or install g++: apt-get install g++)")
+            _library = _declare(ctypes.CDLL(str(build(cxx))))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+            _library_error = str(error)
+            warnings.warn(f"charrnn.native: the compiled step loop is unavailable, generation uses the "
+                          f"slower XLA loop. {_library_error}", stacklevel=2)
         return _library
-    if os.environ.get("CHARRNN_NATIVE", "1") == "0":
-        _library_error = "CHARRNN_NATIVE=0"
-        return None
-    cxx = compiler()
-    try:
-        if cxx is None:
-            raise RuntimeError("no C++ compiler (set CXX, or install g++: apt-get install g++)")
-        _library = _declare(ctypes.CDLL(str(build(cxx))))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        _library_error = str(error)
-        warnings.warn(f"charrnn.native: the compiled step loop is unavailable, generation uses the "
-                      f"slower XLA loop. {_library_error}", stacklevel=2)
-    return _library
 
 
 def unavailable_reason() -> str | None:
@@ -138,7 +145,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.charrnn_step.argtypes = [net, int_, _INT_P, _FLOAT_P, _FLOAT_P]
     lib.charrnn_step.restype = int_
     lib.charrnn_sample.argtypes = [_FLOAT_P, int_, int_, _FLOAT_P, float_, int_, _INT_P]
-    lib.charrnn_sample.restype = None
+    lib.charrnn_sample.restype = int_
     lib.charrnn_generate.argtypes = [net, int_, int_, _INT_P, _INT_P, _FLOAT_P, float_, int_, _INT_P]
     lib.charrnn_generate.restype = int_
     return lib
@@ -187,6 +194,9 @@ def unsupported_reason(model: keras.Model) -> str | None:
             return f"{gru.name} is not a GRU with reset_after, biases, tanh and sigmoid"
     if any(weight.dtype != "float32" for weight in model.weights):
         return "the model's weights are not all float32"
+    embedding = next((layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)), None)
+    if embedding is not None and embedding.input_dim < model.layers[-1].units + 1:
+        return f"its Embedding has {embedding.input_dim} rows, fewer than the ids 0..{model.layers[-1].units}"
     return None
 
 
@@ -249,25 +259,46 @@ def _float32(array) -> np.ndarray:
     return np.ascontiguousarray(array, np.float32)
 
 
+def _check(status: int, vocab_size: int) -> None:
+    if status == -1:
+        raise ValueError(f"ids must be in 1..{vocab_size}.")
+    if status != 0:
+        raise MemoryError("The compiled step loop ran out of memory: generate fewer streams at once.")
+
+
+def _check_sampling(temperature: float, top_k: int, vocab_size: int) -> None:
+    if not (temperature >= 0 and 1 <= top_k <= vocab_size):
+        raise ValueError(f"temperature must be >= 0 and top_k in 1..{vocab_size}, "
+                         f"got {temperature} and {top_k}.")
+
+
 def step(net: NativeNet, ids, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """One step (the step model's): ids (batch,) and one state per GRU in; logits and new states out."""
-    ids = _int32(ids)
+    ids = _int32(ids).reshape(-1)
+    batch = len(ids)
+    shapes, expected = [np.shape(state) for state in states], [(batch, size) for size in net.state_sizes]
+    if shapes != expected:
+        raise ValueError(f"states must have shapes {expected}, got {shapes}.")
     flat = _float32(np.concatenate([np.reshape(state, -1) for state in states]))
-    logits = np.empty((len(ids), net.vocab_size), np.float32)
-    if _require().charrnn_step(ctypes.byref(net.struct), len(ids), ids.ctypes.data_as(_INT_P),
-                               flat.ctypes.data_as(_FLOAT_P), logits.ctypes.data_as(_FLOAT_P)) != 0:
-        raise ValueError(f"ids must be in 1..{net.vocab_size}, got {ids.tolist()}.")
-    bounds = np.cumsum([0, *(len(ids) * size for size in net.state_sizes)])
-    return logits, [flat[a:b].reshape(len(ids), -1) for a, b in zip(bounds[:-1], bounds[1:])]
+    logits = np.empty((batch, net.vocab_size), np.float32)
+    _check(_require().charrnn_step(ctypes.byref(net.struct), batch, ids.ctypes.data_as(_INT_P),
+                                   flat.ctypes.data_as(_FLOAT_P), logits.ctypes.data_as(_FLOAT_P)),
+           net.vocab_size)
+    bounds = np.cumsum([0, *(batch * size for size in net.state_sizes)])
+    return logits, [flat[a:b].reshape(batch, -1) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def sample(logits, uniforms, temperature: float, top_k: int) -> np.ndarray:
     """Ids (class + 1) drawn as `_pick_next_ids` draws them: one row of logits and one uniform per stream."""
     logits, uniforms = _float32(logits), _float32(uniforms)
+    if logits.ndim != 2 or uniforms.shape != (len(logits),):
+        raise ValueError(f"logits must be (batch, classes) and uniforms (batch,), got {logits.shape} and "
+                         f"{uniforms.shape}.")
+    _check_sampling(temperature, top_k, logits.shape[1])
     ids = np.empty(len(logits), np.int32)
-    _require().charrnn_sample(logits.ctypes.data_as(_FLOAT_P), len(logits), logits.shape[1],
-                              uniforms.ctypes.data_as(_FLOAT_P), temperature, top_k,
-                              ids.ctypes.data_as(_INT_P))
+    _check(_require().charrnn_sample(logits.ctypes.data_as(_FLOAT_P), len(logits), logits.shape[1],
+                                     uniforms.ctypes.data_as(_FLOAT_P), temperature, top_k,
+                                     ids.ctypes.data_as(_INT_P)), logits.shape[1])
     return ids
 
 
@@ -278,13 +309,12 @@ def generate(net: NativeNet, prompt_by_time, lengths, uniforms, temperature: flo
     if prompt_by_time.shape != (n_steps + 1, batch) or lengths.shape != (batch,):
         raise ValueError(f"prompt_by_time must be ({n_steps + 1}, {batch}) and lengths ({batch},), "
                          f"got {prompt_by_time.shape} and {lengths.shape}.")
+    _check_sampling(temperature, top_k, net.vocab_size)
     produced = np.zeros((n_steps, batch), np.int32)
-    status = _require().charrnn_generate(
+    _check(_require().charrnn_generate(
         ctypes.byref(net.struct), batch, n_steps, prompt_by_time.ctypes.data_as(_INT_P),
         lengths.ctypes.data_as(_INT_P), uniforms.ctypes.data_as(_FLOAT_P), temperature, top_k,
-        produced.ctypes.data_as(_INT_P))
-    if status != 0:
-        raise ValueError(f"prompt ids must be in 1..{net.vocab_size}.")
+        produced.ctypes.data_as(_INT_P)), net.vocab_size)
     return produced
 
 

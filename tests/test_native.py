@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import charrnn.native as native
-from charrnn.generate import Generator, _draw_uniforms, _pick_next_ids
+from charrnn import generate
+from charrnn.generate import Generator, _draw_uniforms, _pick_next_ids, next_char_logits
 from charrnn.model import build_model, build_step_model
 from charrnn.tokenizer import CharTokenizer
 
@@ -52,6 +53,8 @@ def test_step_matches_the_keras_step_model(vocab_size, kwargs):
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=f"1..{vocab_size}"):
         native.step(native.NativeNet(model), np.array([0, 1, 1]), states)
+    with pytest.raises(ValueError, match="states must have shapes"):
+        native.step(native.NativeNet(model), ids, [state[:1] for state in states])
 
 
 @pytest.mark.parametrize("vocab_size", [39, 700])
@@ -83,15 +86,56 @@ def test_sampling_matches_pick_next_ids(vocab_size, temperature, top_k):
     assert (chosen_weight > 0).all(), "a class of probability 0 (outside the top k) was chosen"
 
 
+def test_sample_refuses_bad_arguments():
+    logits = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match="uniforms"):
+        native.sample(logits, np.full(1, 0.5), 1.0, 5)
+    for temperature, top_k in [(1.0, 0), (1.0, 6), (-1.0, 5)]:
+        with pytest.raises(ValueError, match="top_k in 1..5"):
+            native.sample(logits, np.full(2, 0.5), temperature, top_k)
+
+
+def draw_at(seed, position, batch):
+    """The uniforms of `position`, as the XLA loop draws them (compiled)."""
+    return tf.function(_draw_uniforms, jit_compile=True)(tf.constant(seed, tf.int64), tf.constant(position),
+                                                        batch).numpy()
+
+
+def test_uniform_table_is_what_the_xla_loop_draws(tiny_data, monkeypatch):
+    monkeypatch.setattr(generate, "CHUNK_STEPS", 5)  # 12 steps: three chunks, the last one cut short
+    generator = Generator(seeded_model(tiny_data.tokenizer.vocab_size, units=4), tiny_data.tokenizer,
+                          native=True)
+    table = generator._uniforms(tf.constant([3, 1, 4]), tf.constant(12), tf.constant(9, tf.int64)).numpy()
+    assert table.shape == (12, 3)
+    for step in range(12):  # step t draws for position t + 1
+        np.testing.assert_array_equal(table[step], draw_at(9, step + 1, 3))
+
+
+def assert_same_up_to_rounding(model, tokenizer, prompts, texts, other_texts, seed, temperature, top_k=None):
+    """Texts may part only where a draw falls within 1e-5 of a class boundary (float rounding decides)."""
+    for stream, (text, other) in enumerate(zip(texts, other_texts)):
+        if text == other:
+            continue
+        position = next(i for i, (a, b) in enumerate(zip(text, other)) if a != b)
+        logits = next_char_logits(model, tokenizer, text[:position])[0].numpy().astype("float64")
+        kept = logits >= np.sort(logits)[-(top_k or len(logits))]
+        weights = np.where(kept, np.exp((logits - logits.max()) / temperature), 0.0)
+        uniform = draw_at(seed, position, len(prompts))[stream]
+        gap = np.abs(np.cumsum(weights) / weights.sum() - uniform).min()
+        assert gap < 1e-5, f"stream {stream} parts at character {position}, {gap:.2g} from any boundary"
+
+
 def test_generator_loops_agree(tiny_data):
     """The compiled and the XLA loop: the same texts for the same seed (prompts of different lengths)."""
     tokenizer = tiny_data.tokenizer
     model = spread_output(seeded_model(tokenizer.vocab_size, units=32), -1.0, 1.0)
     compiled, xla = Generator(model, tokenizer, native=True), Generator(model, tokenizer, native=False)
     prompts = ["ROMEO:", "t", "the king hath "]
-    for settings in [{"temperature": 1.0, "seed": 1}, {"temperature": 0.5, "top_k": 4, "seed": 2},
-                     {"temperature": 0.0}]:
-        assert compiled.generate(prompts, 150, **settings) == xla.generate(prompts, 150, **settings)
+    for settings in [{"temperature": 1.0, "seed": 1}, {"temperature": 0.5, "top_k": 4, "seed": 2}]:
+        texts = compiled.generate(prompts, 150, **settings)
+        assert_same_up_to_rounding(model, tokenizer, prompts, texts, xla.generate(prompts, 150, **settings),
+                                   **settings)
+    assert compiled.generate(prompts, 150, temperature=0) == xla.generate(prompts, 150, temperature=0)
     assert compiled.generate(prompts, 0) == prompts
     assert compiled.generate("t", 1, seed=3) == xla.generate("t", 1, seed=3)
 
@@ -116,6 +160,17 @@ def test_generate_refuses_ids_out_of_range():
         native.generate(net, np.array([[11], [0]]), np.array([1]), np.zeros((1, 1)), 1.0, 10)
     with pytest.raises(ValueError, match=r"prompt_by_time must be \(2, 1\)"):
         native.generate(net, np.array([[1]]), np.array([1]), np.zeros((1, 1)), 1.0, 10)
+    # A bad id at step 1, while the second thread of a 700-class output layer is waiting.
+    net = native.NativeNet(seeded_model(700, units=4, n_layers=1, embedding_dim=4))
+    with pytest.raises(ValueError, match=r"1\.\.700"):
+        native.generate(net, np.array([[1], [701], [0]]), np.array([2]), np.zeros((2, 1)), 1.0, 700)
+
+
+def test_embedding_with_too_few_rows_is_refused():
+    inputs = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.GRU(4, return_sequences=True)(keras.layers.Embedding(5, 3)(inputs))  # ids 0..4
+    model = keras.Model(inputs, keras.layers.Dense(5)(hidden))  # ids 1..5: id 5 has no row
+    assert "5 rows" in native.unsupported_reason(model)
 
 
 def test_unsupported_model_keeps_the_xla_loop():

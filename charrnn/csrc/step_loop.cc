@@ -20,6 +20,8 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -181,11 +183,16 @@ class OutputHelper {
     requested_.store(++steps_, std::memory_order_release);
   }
   void finish() const {
-    while (finished_.load(std::memory_order_acquire) != steps_) pause();
+    for (int spins = 0; finished_.load(std::memory_order_acquire) != steps_; ++spins) pause(spins);
   }
 
  private:
-  static void pause() {
+  // Spins a step's worth of time, then yields: the other thread may have lost its core.
+  static void pause(int spins) {
+    if (spins > (1 << 12)) {
+      std::this_thread::yield();
+      return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -193,7 +200,7 @@ class OutputHelper {
   void run() {
     for (int64_t done = 0;;) {
       int64_t step;
-      while ((step = requested_.load(std::memory_order_acquire)) == done) pause();
+      for (int spins = 0; (step = requested_.load(std::memory_order_acquire)) == done; ++spins) pause(spins);
       if (step < 0) return;
       const int last_layer_units = net_.units[net_.n_layers - 1];
       affine(x_, batch_, last_layer_units, net_.output_kernel, net_.output_bias, net_.vocab_size, logits_,
@@ -299,17 +306,26 @@ std::unique_ptr<OutputHelper> maybe_helper(const Net& net, int batch, int* split
   const int n_blocks = padded(net.vocab_size) / kBlock;
   *split = n_blocks;
   if (n_blocks < kMinBlocksToSplit || usable_cores() < 2) return nullptr;  // it spins: it needs its own core
-  *split = n_blocks / 2;
-  return std::make_unique<OutputHelper>(net, batch, *split);
+  try {
+    auto helper = std::make_unique<OutputHelper>(net, batch, n_blocks / 2);
+    *split = n_blocks / 2;
+    return helper;
+  } catch (const std::system_error&) {  // no thread to be had: one thread does it all
+    return nullptr;
+  }
 }
 
 }  // namespace
 
 extern "C" {
 
+// The entry points return 0, -1 for an id out of range, or -2 when memory ran out (no C++
+// exception may cross into Python).
+constexpr int kOutOfMemory = -2;
+
 // One step for `batch` streams (for tests): ids in 1..vocab_size, states layer after layer
-// ([batch][units] each), logits [batch][vocab_size]. Returns 0, or -1 for an id out of range.
-int charrnn_step(const Net* net, int batch, const int32_t* ids, float* states, float* logits) {
+// ([batch][units] each), logits [batch][vocab_size].
+int charrnn_step(const Net* net, int batch, const int32_t* ids, float* states, float* logits) try {
   for (int s = 0; s < batch; ++s)
     if (ids[s] < 1 || ids[s] > net->vocab_size) return -1;
   Workspace ws;
@@ -322,27 +338,31 @@ int charrnn_step(const Net* net, int batch, const int32_t* ids, float* states, f
     std::memcpy(logits + static_cast<size_t>(s) * net->vocab_size,
                 padded_logits + static_cast<size_t>(s) * width, sizeof(float) * net->vocab_size);
   return 0;
+} catch (const std::bad_alloc&) {
+  return kOutOfMemory;
 }
 
 // ids[s] = 1 + the class sample() draws from row s of logits [batch][vocab_size] (for tests).
-void charrnn_sample(const float* logits, int batch, int vocab_size, const float* uniforms, float temperature,
-                    int top_k, int32_t* ids) {
+int charrnn_sample(const float* logits, int batch, int vocab_size, const float* uniforms, float temperature,
+                   int top_k, int32_t* ids) try {
   Workspace ws;
   float* row = floats(ws.logits, padded(vocab_size));
   for (int s = 0; s < batch; ++s) {
     std::memcpy(row, logits + static_cast<size_t>(s) * vocab_size, sizeof(float) * vocab_size);
     ids[s] = 1 + sample(row, vocab_size, uniforms[s], temperature, top_k, ws);
   }
+  return 0;
+} catch (const std::bad_alloc&) {
+  return kOutOfMemory;
 }
 
 // Generator._chunk's loop over all steps from zero states. At step t each stream reads its
 // character t (prompt_by_time[0] at t = 0, then produced[t - 1]); its character t + 1 is
 // prompt_by_time[t + 1] while t + 1 < lengths[s], else drawn from uniforms[t]. Arrays are
 // time-major: prompt_by_time [n_steps + 1][batch], uniforms and produced [n_steps][batch].
-// Returns 0, or -1 for an id out of range.
 int charrnn_generate(const Net* net, int batch, int n_steps, const int32_t* prompt_by_time,
                      const int32_t* lengths, const float* uniforms, float temperature, int top_k,
-                     int32_t* produced) {
+                     int32_t* produced) try {
   size_t state_size = 0;
   for (int l = 0; l < net->n_layers; ++l) state_size += static_cast<size_t>(batch) * net->units[l];
   std::vector<float> states(state_size, 0.0f);
@@ -368,6 +388,8 @@ int charrnn_generate(const Net* net, int batch, int n_steps, const int32_t* prom
                                  uniforms[static_cast<size_t>(t) * batch + s], temperature, top_k, ws);
   }
   return 0;
+} catch (const std::bad_alloc&) {
+  return kOutOfMemory;
 }
 
 }  // extern "C"
