@@ -1,9 +1,10 @@
 """The Generator's step loop compiled for this CPU: `csrc/step_loop.cc`, called through ctypes.
 
 Why: under XLA on CPU one stream's step with a 2,798-character output layer takes ~80 µs
-(12,000 chars/s); the compiled loop, with its weights packed in blocks of output columns,
-takes a third of that (`make bench`). Only `Generator` uses it; the exported SavedModel keeps
-the XLA loop, so it still loads in a process that imports only TensorFlow.
+(12,000 chars/s); the compiled loop, its weights packed in blocks of output columns and its
+output layer split over two cores, is 3 to 4 times as fast (`make bench`). Only `Generator`
+uses it; the exported SavedModel keeps the XLA loop, so it still loads in a process that
+imports only TensorFlow.
 
 The library is built on first use with the system C++ compiler (`$CXX`, else c++/g++/clang++)
 into a cache folder (`$CHARRNN_NATIVE_CACHE`, else ~/.cache/charrnn/native), under a name
