@@ -1,9 +1,11 @@
 """charrnn: character-level GRU language models in TensorFlow 2 / Keras 3.
 
-Modules, one job each: `data` (corpus, split, prepared folder), `tokenizer`,
-`pipelines` (tf.data), `model`, `train`, `runs` (run folders), `generate`,
-`export`, `layout` (printing texts), `plots`, `bench` (`python -m charrnn.bench`)
-and the CLI (`python -m charrnn`).
+The core, one job a module: `data` (corpus, split, prepared folder), `tokenizer`,
+`pipelines` (tf.data), `model` (CharRNN and its step), `config` (TrainConfig), `train`,
+`checkpoint`, `runs` (run folders), `atomic` (safe writes), `sampling`, `generate`
+(the Generator), `reference` (Géron's functions), `export`, `baselines`, `layout`,
+`plots` and the CLI (`python -m charrnn`). `extras/`: FusedGRU, the compiled step loop
+and tf.distribute. `bench` and `bench_quality` are `make bench` and `make bench-quality`.
 
 The names below are imported lazily, so `import charrnn` (and the CLI's `--help`)
 does not pay for starting TensorFlow.
@@ -28,7 +30,7 @@ _EXPORTS = {
     "TrainConfig": "train",
     "train": "train",
     "Generator": "generate",
-    "complete_text": "generate",
+    "complete_text": "reference",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -9,7 +9,7 @@ Rows:
               (200 characters from one prompt)
   corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
               (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s;
-              and generation chars/s of the compiled step loop (charrnn.native) vs the XLA loop for both
+              and generation chars/s of the compiled step loop (backend="cpp") vs the XLA loop for both
   vocab       stateful training chars/s and the logits' size per batch for 39..6,000 classes (random ids)
   distribute  training chars/s of the mirrored loop on 2 logical CPU devices vs 1 (each in a fresh process),
               the gradient bytes all-reduced per step, and the on-paper speed-up of R real replicas
@@ -31,10 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import charrnn.native
 from charrnn.atomic import write_json
 from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
-from charrnn.generate import Generator, check_count, complete_text
+from charrnn.extras import cpp_loop
+from charrnn.generate import Generator, check_count
+from charrnn.reference import complete_text
 from charrnn.model import build_model, compile_model, resolve_embedding_dim
 from charrnn.pipelines import shuffled_windows, stateful_streams
 from charrnn.runs import environment_record
@@ -120,7 +121,7 @@ class SpeedComparison:
     n_chars: int
     fast_chars_per_second: float
     reference_chars_per_second: float
-    loop: str = "XLA"  # the Generator's step loop: "compiled" (charrnn.native) or "XLA"
+    backend: str = "xla"  # the Generator's step loop: "cpp" (compiled for the CPU) or "xla"
 
     @property
     def ratio(self) -> float:
@@ -128,7 +129,7 @@ class SpeedComparison:
 
     def __str__(self) -> str:
         return (
-            f"{self.n_chars} characters: Generator ({self.loop} step loop) "
+            f"{self.n_chars} characters: Generator ({self.backend} step loop) "
             f"{self.fast_chars_per_second:,.0f} chars/s, "
             f"complete_text {self.reference_chars_per_second:,.1f} chars/s, "
             f"{self.ratio:,.0f}x faster"
@@ -155,11 +156,11 @@ def compare_speed(
     complete_text(generator.model, generator.tokenizer, prompt, 1, temperature)  # traces
     reference = best_rate(
         lambda seed: complete_text(generator.model, generator.tokenizer, prompt, n_chars, temperature))
-    return SpeedComparison(n_chars, fast, reference, "compiled" if generator.uses_native else "XLA")
+    return SpeedComparison(n_chars, fast, reference, generator.backend)
 
 
 def bench_pipeline(train_ids, vocab_size, quick):
-    ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
+    ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, one_hot=False, seed=0)
     seed = seed_window_chain(train_ids - 1, vocab_size)
     ours_rate = batches_per_second(ours, 300 if quick else 3000)
     seed_rate = batches_per_second(seed, 30 if quick else 200)
@@ -169,7 +170,7 @@ def bench_pipeline(train_ids, vocab_size, quick):
 def bench_training(train_ids, vocab_size, quick):
     """The seed's model and hyperparameters: keras.layers.GRU and FusedGRU against the seed's construction."""
     windows = lambda: shuffled_windows(  # noqa: E731
-        train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
+        train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, one_hot=False, seed=0)
     rates = best_training_rates({
         "keras": (compile_model(build_model(vocab_size)), windows()),
         "fused": (compile_model(build_model(vocab_size, gru_kernel="fused")), windows()),
@@ -204,19 +205,15 @@ def stateful_training_rate(train_ids, vocab_size, quick) -> float:
     embedding_dim = resolve_embedding_dim("auto", vocab_size)
     model = compile_model(build_model(vocab_size, embedding_dim=embedding_dim, stateful=True,
                                       batch_size=BATCH_SIZE))
-    dataset = stateful_streams(train_ids, N_STEPS, BATCH_SIZE, vocab_size=vocab_size,
-                               one_hot=embedding_dim is None)
+    dataset = stateful_streams(train_ids, N_STEPS, BATCH_SIZE, vocab_size=vocab_size, one_hot=False)
     rates = best_training_rates({"model": (model, dataset)}, steps=10 if quick else 40,
                                 rounds=1 if quick else 3)
     return rates["model"]
 
 
-def generation_rate(tokenizer, prompt, quick, native: bool | None = None) -> float:
-    """One stream's chars/s of the Generator for an untrained 2xGRU(128), embedding_dim="auto".
-
-    `native`: the Generator's option (None: the compiled step loop when available, False: the XLA loop).
-    """
-    generator = Generator(build_model(tokenizer.vocab_size, embedding_dim="auto"), tokenizer, native=native)
+def generation_rate(tokenizer, prompt, quick, backend: str = "cpp") -> float:
+    """One stream's chars/s of the Generator (`backend`) for an untrained 2xGRU(128), embedding_dim="auto"."""
+    generator = Generator(build_model(tokenizer.vocab_size, embedding_dim="auto"), tokenizer, backend=backend)
     n_chars = 500 if quick else 5000
     generator.generate(prompt, 10, seed=0)  # compiles
     seconds = []
@@ -241,11 +238,11 @@ def bench_corpora(chinese_path, english_ids, english_tokenizer, quick):
          "ours": generation_rate(tokenizer, text[:2], quick),
          "seed": generation_rate(english_tokenizer, "the ", quick)},
         *({"name": f"generation, 1 stream, {name}: compiled step loop vs XLA loop", "unit": "chars/s",
-           "ours": generation_rate(alphabet, prompt, quick, native=True),
-           "seed": generation_rate(alphabet, prompt, quick, native=False)}
+           "ours": generation_rate(alphabet, prompt, quick, backend="cpp"),
+           "seed": generation_rate(alphabet, prompt, quick, backend="xla")}
           for name, alphabet, prompt in [(f"{Path(chinese_path).stem} ({tokenizer.vocab_size:,})", tokenizer,
                                           text[:2]), ("tiny Shakespeare (39)", english_tokenizer, "the ")]
-          if charrnn.native.library() is not None),
+          if cpp_loop.library() is not None),
     ]
 
 
@@ -270,7 +267,7 @@ LINK_LATENCY = 50e-6  # seconds per ring hop on a data-centre TCP network (a typ
 
 def replica_rate(replicas: int, quick: bool) -> dict:
     """Run in a fresh process: chars/s of the mirrored loop on `replicas` logical CPU devices."""
-    from charrnn.distribute import distribute_datasets, make_strategy
+    from charrnn.extras.distribute import distribute_datasets, make_strategy
     from charrnn.distributed_fit import make_steps
 
     strategy = make_strategy("mirrored", replicas, BATCH_SIZE)  # before anything starts TensorFlow

@@ -20,7 +20,7 @@ import math
 import keras
 import tensorflow as tf
 
-from charrnn.model import gru_layers
+
 
 SEED_STRIDE = 7919  # replica r's dropout stream: the layer's seed + r * SEED_STRIDE
 EPOCH_DRAWS = 1 << 20  # each epoch's dropout draws start at epoch * EPOCH_DRAWS
@@ -67,7 +67,7 @@ def make_steps(strategy, model, clipnorm: float | None):
     def eval_step(iterator):
         return strategy.reduce("SUM", strategy.run(eval_replica, args=next(iterator)), axis=None)
 
-    generators = [gru.cell.seed_generator for gru in gru_layers(model)
+    generators = [gru.cell.seed_generator for gru in model.body
                   if isinstance(getattr(gru.cell, "seed_generator", None), keras.random.SeedGenerator)]
     bases = [int(generator.state.numpy()[0]) for generator in generators]
 

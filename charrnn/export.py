@@ -49,7 +49,7 @@ class ExportedGenerator(tf.Module):
 
     def __init__(self, model: keras.Model, tokenizer: CharTokenizer):
         super().__init__(name="char_rnn_generator")
-        self._generator = Generator(model, tokenizer, native=False)  # a SavedModel holds TF ops only
+        self._generator = Generator(model, tokenizer, backend="xla")  # a SavedModel holds TF ops only
         # Variables reach the SavedModel only when tracked by the module; a Keras model is not
         # tracked as such. `variables` includes the dropout seed states the GRU calls capture.
         self.model_variables = list(self._generator.model.variables)

@@ -1,7 +1,11 @@
-"""Building Char-RNN models (stateless and stateful from one config), the step model, moving weights.
+"""The Char-RNN model: character ids in, logits of the next character out, and its step function.
 
-The models output logits over `vocab_size` classes (class = token id - 1); the
-loss uses `from_logits=True` and sampling divides logits by the temperature.
+`CharRNN` reads integer ids (0 pads, 1..V are characters), turns them into one-hot
+vectors or embeddings, runs its `body` (recurrent layers, and any per-time-step layer
+such as a `LayerNormalization`) and ends in a linear `logits` layer over V classes
+(class = id - 1). Its `step(ids, states) -> (logits, states)` reads one character per
+stream with the recurrent states carried: the one definition of a time step that the
+generator, the export and the analysis views use, whatever the body holds.
 """
 
 from __future__ import annotations
@@ -10,22 +14,22 @@ import warnings
 
 import keras
 
-from charrnn.fused_gru import FusedGRU
+from charrnn.extras.fused_gru import FusedGRU
 
-# embedding_dim="auto": one-hot inputs (the seed's) up to this many characters, an Embedding above.
+# embedding_dim="auto": one-hot inputs (Géron's) up to this many characters, an Embedding above.
 ONE_HOT_MAX_VOCAB = 100
-AUTO_EMBEDDING_DIM = 64  # the size the issue's 6,045-character trial used; cheap next to the GRUs
-# "keras": keras.layers.GRU (the seed's; cuDNN on a GPU). "fused": FusedGRU, same weights, faster on CPU.
-GRU_KERNELS = {"keras": keras.layers.GRU, "fused": FusedGRU}
+AUTO_EMBEDDING_DIM = 64
+CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM, "rnn": keras.layers.SimpleRNN}
+GRU_KERNELS = ("keras", "fused")  # "fused": FusedGRU, the same GRU and weights, faster on CPU
 
 
 def resolve_embedding_dim(embedding_dim: int | str | None, vocab_size: int, warn: bool = True) -> int | None:
     """The input layer for `vocab_size` characters: None for one-hot, else the embedding size.
 
-    "auto" keeps the seed's one-hot inputs for small alphabets (tiny Shakespeare has 39)
-    and uses an Embedding of AUTO_EMBEDDING_DIM above ONE_HOT_MAX_VOCAB characters,
-    where one-hot vectors get as wide as the vocabulary. An explicit None (one-hot)
-    for a large vocabulary is honoured, with a warning.
+    "auto" keeps one-hot inputs for small alphabets (tiny Shakespeare has 39) and
+    uses an Embedding of AUTO_EMBEDDING_DIM above ONE_HOT_MAX_VOCAB characters, where
+    one-hot vectors get as wide as the vocabulary. An explicit None (one-hot) for a
+    large vocabulary is honoured, with a warning.
     """
     if embedding_dim == "auto":
         return None if vocab_size <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM
@@ -44,6 +48,80 @@ def resolve_embedding_dim(embedding_dim: int | str | None, vocab_size: int, warn
     return embedding_dim
 
 
+@keras.saving.register_keras_serializable(package="charrnn")
+class CharRNN(keras.Model):
+    """Ids (batch, time) → logits (batch, time, vocab_size); `step` carries the recurrent states.
+
+    `body`: the layers between the inputs and the logits, applied in order. Recurrent
+    layers (any `keras.layers.RNN`: GRU, LSTM, SimpleRNN) must return sequences; their
+    cells define the step. Other layers apply per time step (they must also accept
+    one step, shape (batch, features)).
+    """
+
+    def __init__(self, vocab_size: int, body: list, embedding_dim: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.embedding = (keras.layers.Embedding(vocab_size + 1, embedding_dim, name="embedding")
+                          if embedding_dim else None)
+        self.body = [keras.layers.deserialize(layer) if isinstance(layer, dict) else layer for layer in body]
+        self.logits = keras.layers.Dense(vocab_size, name="logits")
+
+    def build(self, input_shape):
+        # Building = one call: it creates every layer's weights (and a stateful layer's states
+        # for the batch size of `input_shape`), also when a saved model is loaded.
+        self.call(keras.ops.zeros((input_shape[0] or 1, 1), "int32"))
+
+    def _inputs(self, ids):
+        """What the body reads: an embedding, or the one-hot vector of class id - 1 (id 0: zeros)."""
+        if self.embedding is not None:
+            return self.embedding(ids)
+        return keras.ops.one_hot(keras.ops.cast(ids, "int32") - 1, self.vocab_size)
+
+    def call(self, ids, training=False):
+        x = self._inputs(ids)
+        for layer in self.body:
+            x = layer(x, training=training)
+        return self.logits(x)
+
+    def step(self, ids, states):
+        """One character per stream: ids (batch,) and the states → logits (batch, V) and new states.
+
+        Dropout is off (inference). `states` is a flat tuple, in `state_sizes` order.
+        """
+        x, states, new_states = self._inputs(ids), list(states), []
+        for layer in self.body:
+            if isinstance(layer, keras.layers.RNN):
+                count = len(_sizes(layer.cell))
+                x, carried = layer.cell(x, states[:count], training=False)
+                states = states[count:]
+                new_states += list(carried)
+            else:
+                x = layer(x, training=False)
+        return self.logits(x), tuple(new_states)
+
+    @property
+    def state_sizes(self) -> list[int]:
+        """The size of each recurrent state `step` carries (an LSTM carries two per layer)."""
+        return [size for layer in self.body if isinstance(layer, keras.layers.RNN) for size in _sizes(layer.cell)]
+
+    def initial_states(self, batch_size) -> tuple:
+        return tuple(keras.ops.zeros((batch_size, size)) for size in self.state_sizes)
+
+    @property
+    def stateful(self) -> bool:
+        return any(getattr(layer, "stateful", False) for layer in self.body)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim,
+                "body": [keras.layers.serialize(layer) for layer in self.body]}
+
+
+def _sizes(cell) -> list[int]:
+    size = cell.state_size
+    return list(size) if isinstance(size, (list, tuple)) else [size]
+
+
 def build_model(
     vocab_size: int,
     units: int = 128,
@@ -53,17 +131,14 @@ def build_model(
     stateful: bool = False,
     batch_size: int | None = None,
     gru_kernel: str = "keras",
-) -> keras.Model:
-    """A stack of GRUs over one-hot characters (the seed) or an Embedding.
+    cell: str = "gru",
+) -> CharRNN:
+    """`n_layers` recurrent layers of `units` (`cell`: gru, lstm or rnn) over one-hot ids or an Embedding.
 
-    `embedding_dim`: None for one-hot inputs, an int for an Embedding of that
-    size, "auto" to choose by the vocabulary size (see `resolve_embedding_dim`).
-
-    Stateful models need a fixed `batch_size`: row i of each batch continues
-    row i of the previous one. The GRUs keep cuDNN's constraints (no
-    recurrent_dropout, reset_after=True) so GPUs use the fast kernel.
-    `gru_kernel`: "keras" (keras.layers.GRU) or "fused" (`FusedGRU`: the same layer and
-    weights with a faster CPU training loop; histories differ only by float rounding).
+    Stateful models need a fixed `batch_size`: row i of each batch continues row i of
+    the previous one. The recurrent layers keep cuDNN's constraints (no recurrent
+    dropout; GRUs reset_after=True) so GPUs use the fast kernel. `gru_kernel="fused"`:
+    `FusedGRU`, the same GRU with a faster CPU training loop (GRU only).
     """
     if vocab_size < 1 or units < 1 or n_layers < 1:
         raise ValueError(
@@ -71,27 +146,68 @@ def build_model(
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-    embedding_dim = resolve_embedding_dim(embedding_dim, vocab_size, warn=False)
-    check_gru_kernel(gru_kernel)
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
+    if gru_kernel not in GRU_KERNELS:
+        raise ValueError(f"gru_kernel must be one of {list(GRU_KERNELS)}, got {gru_kernel!r}.")
     if stateful and (batch_size is None or batch_size < 1):
         raise ValueError(
             f"A stateful model needs batch_size (the number of parallel streams), got {batch_size}."
         )
-    feature_shape = (None,) if embedding_dim else (None, vocab_size)
-    if stateful:
-        inputs = keras.Input(batch_shape=(batch_size, *feature_shape), name="chars")
-    else:
-        inputs = keras.Input(shape=feature_shape, name="chars")
-    x = inputs
-    if embedding_dim:
-        x = keras.layers.Embedding(vocab_size + 1, embedding_dim, name="embedding")(x)
-    for i in range(n_layers):
-        x = GRU_KERNELS[gru_kernel](
-            units, return_sequences=True, stateful=stateful, dropout=dropout, name=f"gru_{i + 1}"
-        )(x)
-    # A Dense on a 3-D tensor applies per time step: no TimeDistributed needed in Keras 3.
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
-    return keras.Model(inputs, logits, name="stateful_char_rnn" if stateful else "char_rnn")
+    layer_class = CELLS[cell]
+    if gru_kernel == "fused":
+        if cell == "gru":
+            layer_class = FusedGRU
+        else:
+            warnings.warn(f"gru_kernel='fused' is for GRUs only: cell={cell!r} uses Keras's own layer.",
+                          stacklevel=2)
+    body = [layer_class(units, return_sequences=True, stateful=stateful, dropout=dropout, name=f"{cell}_{i + 1}")
+            for i in range(n_layers)]
+    model = CharRNN(vocab_size, body, resolve_embedding_dim(embedding_dim, vocab_size, warn=False),
+                    name="stateful_char_rnn" if stateful else "char_rnn")
+    model(keras.ops.zeros((batch_size if stateful else 1, 1), "int32"))  # creates the weights
+    return model
+
+
+def model_config(model: CharRNN) -> dict:
+    """Describes `model` for records and messages: what `build_model` built, layer by layer."""
+    return {"vocab_size": model.vocab_size, "embedding_dim": model.embedding_dim,
+            "body": [type(layer).__name__ for layer in model.body]}
+
+
+def reset_states(model: keras.Model) -> None:
+    """Zero every stateful layer's state (Keras 3 has no `Model.reset_states()`)."""
+    for layer in model.body:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+def to_stateless(model: CharRNN) -> CharRNN:
+    """A stateless copy with the same weights, usable with any batch size (the step needs no copy).
+
+    The same layers rebuilt from their configs with stateful=False, so the weight lists
+    line up one to one (Géron's `set_weights` route).
+    """
+    body = [type(layer).from_config({**layer.get_config(), "stateful": False})
+            if getattr(layer, "stateful", False) else type(layer).from_config(layer.get_config())
+            for layer in model.body]
+    stateless = CharRNN(model.vocab_size, body, model.embedding_dim, name="char_rnn")
+    stateless(keras.ops.zeros((1, 1), "int32"))
+    stateless.set_weights(model.get_weights())
+    return stateless
+
+
+class ResetStatesCallback(keras.callbacks.Callback):
+    """Start every epoch, and every validation pass, from a zero state."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reset_states(self.model)
+
+    def on_test_begin(self, logs=None):
+        reset_states(self.model)
+
+    def on_test_end(self, logs=None):
+        reset_states(self.model)
 
 
 def check_gru_kernel(gru_kernel) -> None:
@@ -126,110 +242,3 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: flo
         jit_compile=False,  # XLA measured ~25% slower for these GRUs on CPU
     )
     return model
-
-
-def model_config(model: keras.Model) -> dict:
-    """The `build_model` arguments that rebuild `model` (stateful-ness aside)."""
-    grus = gru_layers(model)
-    embedding = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
-    return {
-        "vocab_size": model.layers[-1].units,
-        "units": grus[0].units,
-        "n_layers": len(grus),
-        "dropout": grus[0].dropout,
-        "embedding_dim": embedding[0].output_dim if embedding else None,
-        "gru_kernel": "fused" if isinstance(grus[0], FusedGRU) else "keras",
-    }
-
-
-def gru_layers(model: keras.Model) -> list[keras.layers.GRU]:
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
-
-
-def build_step_model(model: keras.Model) -> keras.Model:
-    """One time step of a `build_model` model, with its GRU states as inputs and outputs.
-
-    Inputs: `[char_ids, state_1, ..., state_n]`: one character id per stream,
-    shape (batch,), and one state per GRU, shape (batch, units). Outputs:
-    `[logits, new_state_1, ..., new_state_n]`: the next character's logits,
-    shape (batch, vocab_size), and the states after reading the character.
-    The layers are `model`'s own (shared, not copied): training `model` changes
-    the step model too. The GRUs' dropout is off (inference), and any batch size
-    works, also for a stateful `model` (the states come in as inputs).
-    """
-    check_step_architecture(model)
-    config = model_config(model)
-    embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
-    grus = gru_layers(model)
-    char_ids = keras.Input(shape=(), dtype="int32", name="char_ids")
-    states = [keras.Input(shape=(gru.units,), name=f"{gru.name}_state") for gru in grus]
-    # What build_model's first layer reads: the id itself, or the one-hot vector of class id - 1.
-    x = embeddings[0](char_ids) if embeddings else keras.ops.one_hot(char_ids - 1, config["vocab_size"])
-    new_states = []
-    for gru, state in zip(grus, states):
-        x = CellStep(gru.cell, name=f"{gru.name}_step")(x, state)  # a GRU cell's output is its new state
-        new_states.append(x)
-    logits = model.layers[-1](x)
-    return keras.Model([char_ids, *states], [logits, *new_states], name=f"{model.name}_step")
-
-
-class CellStep(keras.layers.Layer):
-    """One step of a GRU's cell, as a layer of its own: (input, state) → new state, dropout off.
-
-    The cell is the GRU's (shared). It needs this wrapper because Keras names
-    every GRU's cell "gru_cell", and a functional model's layers need distinct names.
-    """
-
-    def __init__(self, cell: keras.layers.GRUCell, **kwargs):
-        super().__init__(**kwargs)
-        self.cell = cell
-
-    def call(self, inputs, state):
-        output, _ = self.cell(inputs, [state], training=False)
-        return output
-
-
-def check_step_architecture(model: keras.Model) -> None:
-    """The step model re-runs the layers one step at a time: they must be build_model's."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    kinds = ["GRU" if isinstance(layer, keras.layers.GRU) else type(layer).__name__ for layer in layers]
-    if kinds and kinds[0] == "Embedding":
-        kinds = kinds[1:]
-    n_grus = len(kinds) - 1
-    linear_output = bool(layers) and layers[-1].get_config().get("activation") == "linear"
-    if n_grus < 1 or kinds != ["GRU"] * n_grus + ["Dense"] or not linear_output:
-        raise ValueError(
-            f"Generation needs a build_model() model: [Embedding,] GRU..., Dense without activation; "
-            f"got layers {[type(layer).__name__ for layer in layers]}."
-        )
-
-
-def reset_states(model: keras.Model) -> None:
-    """Zero every stateful layer's state (Keras 3 has no `Model.reset_states()`)."""
-    for layer in model.layers:
-        if getattr(layer, "stateful", False):
-            layer.reset_state()
-
-
-def to_stateless(model: keras.Model) -> keras.Model:
-    """A stateless copy with the same weights, usable with any batch size.
-
-    The seed's `set_weights` route: both models have the same layers in the
-    same order, so the weight lists line up one to one.
-    """
-    stateless = build_model(**model_config(model))
-    stateless.set_weights(model.get_weights())
-    return stateless
-
-
-class ResetStatesCallback(keras.callbacks.Callback):
-    """Start every epoch, and every validation pass, from a zero state."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        reset_states(self.model)
-
-    def on_test_begin(self, logs=None):
-        reset_states(self.model)
-
-    def on_test_end(self, logs=None):
-        reset_states(self.model)

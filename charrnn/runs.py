@@ -35,7 +35,7 @@ import tensorflow as tf
 from charrnn.atomic import atomic_path, write_json, write_text
 from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import PROJECT_ROOT
-from charrnn.fused_gru import FusedGRU
+import charrnn.model  # noqa: F401  (registers CharRNN and FusedGRU for loading)
 from charrnn.tokenizer import CharTokenizer
 
 MODEL_FILE = "model.keras"
@@ -153,7 +153,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
         )
         raise FileNotFoundError(f"Run folder {run_dir} has no {checkpoint}: {hint}.")
     try:
-        model = keras.saving.load_model(model_path, compile=False, custom_objects={"FusedGRU": FusedGRU})
+        model = keras.saving.load_model(model_path, compile=False)
     except Exception as err:  # Keras raises several types for a damaged zip/h5
         raise ValueError(
             f"{model_path} could not be loaded ({type(err).__name__}: {err}). The file is damaged "

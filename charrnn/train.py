@@ -20,7 +20,7 @@ from charrnn.atomic import crash_point, write_text
 from charrnn.baselines import unigram_log_probabilities
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
 from charrnn.data import PreparedData
-from charrnn.distribute import (
+from charrnn.extras.distribute import (
     check_layout,
     chief_decision,
     distribute_datasets,
@@ -261,9 +261,7 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
     so it sees the same data as a run that was never interrupted. `part=(r, R)`:
     replica r's rows of every batch (see `distribute`).
     """
-    vocab_size = data.tokenizer.vocab_size
-    one_hot = resolve_embedding_dim(config.embedding_dim, vocab_size, warn=False) is None
-    common = {"vocab_size": vocab_size, "one_hot": one_hot, "part": part}
+    common = {"vocab_size": data.tokenizer.vocab_size, "one_hot": False, "part": part}  # the model reads ids
     steps = batches_per_epoch(config, len(data.train_ids))
     datasets = []
     for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):

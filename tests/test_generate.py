@@ -1,4 +1,4 @@
-"""The reference functions (the seed's) and the fast state-carrying Generator."""
+"""Géron's reference functions and the state-carrying Generator, on both backends."""
 
 from __future__ import annotations
 
@@ -9,18 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import charrnn.native
-from charrnn import generate
-from charrnn.generate import (
-    Generator,
-    complete_text,
-    format_next_char_table,
-    generate_from_run,
-    next_char,
-    next_char_logits,
-    next_char_table,
-)
-from charrnn.model import build_model, to_stateless
+import charrnn.generate
+from charrnn import sampling
+from charrnn.export import export_generator
+from charrnn.extras import cpp_loop
+from charrnn.generate import Generator, generate_from_run
+from charrnn.model import CharRNN, build_model, to_stateless
+from charrnn.reference import complete_text, format_next_char_table, next_char, next_char_logits, next_char_table
 
 PROMPTS = ["ROMEO:", "t", "the king hath "]  # different lengths in one batch
 
@@ -31,8 +26,11 @@ def tokenizer(tiny_data):
 
 
 def untrained_model(vocab_size, embedding_dim=None, **kwargs):
-    keras.utils.set_random_seed(7)  # the same weights on every run
-    return build_model(vocab_size, units=24, n_layers=2, embedding_dim=embedding_dim, **kwargs)
+    """Random weights, wide enough that greedy texts are not constant (the same on every run)."""
+    model = build_model(vocab_size, units=24, n_layers=2, embedding_dim=embedding_dim, **kwargs)
+    rng = np.random.default_rng(7)
+    model.set_weights([rng.normal(0.0, 1.0, weight.shape).astype("float32") for weight in model.get_weights()])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -40,35 +38,36 @@ def model(tokenizer):
     return untrained_model(tokenizer.vocab_size)
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["compiled-loop", "xla-loop"])
-def native(request):
-    """Every Generator test runs on both step loops: charrnn.native's and the XLA one."""
-    if request.param and charrnn.native.compiler() is None:
+@pytest.fixture(scope="module", params=["cpp", "xla"])
+def backend(request):
+    """Every Generator test runs on both step loops: the compiled one and the XLA one."""
+    if request.param == "cpp" and cpp_loop.compiler() is None:
         pytest.skip("no C++ compiler for the compiled step loop (set CXX or install g++)")
     return request.param
 
 
 @pytest.fixture(scope="module")
-def generator(model, tokenizer, native):
-    generator = Generator(model, tokenizer, native=native)
-    assert generator.uses_native == native
+def generator(model, tokenizer, backend):
+    generator = Generator(model, tokenizer, backend=backend)
+    assert generator.backend == backend
     return generator
 
 
 @pytest.mark.parametrize("embedding_dim", [None, 8], ids=["one-hot", "embedding"])
-def test_greedy_generator_matches_complete_text(tokenizer, embedding_dim, native):
+def test_greedy_generator_matches_complete_text(tokenizer, embedding_dim, backend):
     model = untrained_model(tokenizer.vocab_size, embedding_dim)
-    fast = Generator(model, tokenizer, native=native).generate(PROMPTS, 120, temperature=0)
+    fast = Generator(model, tokenizer, backend=backend).generate(PROMPTS, 120, temperature=0)
     reference = [complete_text(model, tokenizer, prompt, 120, temperature=0) for prompt in PROMPTS]
     assert fast == reference
     assert all(len(set(text[-120:])) > 3 for text in fast), "a constant text would make this test weak"
 
 
-def test_greedy_matches_across_chunk_boundaries(tokenizer, model, monkeypatch, native):
+def test_greedy_matches_across_chunk_boundaries(tokenizer, model, monkeypatch, backend):
     """State is carried from one compiled chunk to the next, also in the middle of a prompt."""
-    monkeypatch.setattr(generate, "CHUNK_STEPS", 5)  # read when the Generator's functions are traced
+    for module in (sampling, charrnn.generate):  # read when the Generator's functions are traced
+        monkeypatch.setattr(module, "CHUNK_STEPS", 5)
     prompts = ["to be or not to be", "a"]
-    fast = Generator(model, tokenizer, native=native).generate(prompts, 23, temperature=0)
+    fast = Generator(model, tokenizer, backend=backend).generate(prompts, 23, temperature=0)
     assert fast == [complete_text(model, tokenizer, prompt, 23, temperature=0) for prompt in prompts]
 
 
@@ -95,14 +94,14 @@ def softmax(logits):
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_samples_follow_the_softmax_of_logits_over_temperature(tokenizer, temperature, native):
+def test_samples_follow_the_softmax_of_logits_over_temperature(tokenizer, temperature, backend):
     """The first sampled character of 10,000 streams has the model's distribution at that temperature."""
     model = untrained_model(tokenizer.vocab_size)
     # Spread the logits (an untrained model is near uniform) so a wrong temperature would show.
-    model.layers[-1].bias.assign(np.linspace(-3.0, 3.0, tokenizer.vocab_size))
+    model.logits.bias.assign(np.linspace(-3.0, 3.0, tokenizer.vocab_size))
     prompt = "the "
     counts = np.zeros(tokenizer.vocab_size)
-    generator = Generator(model, tokenizer, native=native)
+    generator = Generator(model, tokenizer, backend=backend)
     for text in generator.generate([prompt] * 10_000, 1, temperature, seed=11):
         counts[tokenizer.encode(text[-1])[0] - 1] += 1
     logits = next_char_logits(model, tokenizer, prompt)[0].numpy()
@@ -122,10 +121,10 @@ def test_top_k_samples_only_among_the_k_likeliest(generator, model, tokenizer):
     )
 
 
-def test_stateful_model_is_converted(tokenizer, native):
+def test_stateful_model_is_converted(tokenizer, backend):
     stateful = untrained_model(tokenizer.vocab_size, stateful=True, batch_size=4)
-    from_stateful = Generator(stateful, tokenizer, native=native).generate(PROMPTS, 40, temperature=0)
-    stateless = Generator(to_stateless(stateful), tokenizer, native=native)
+    from_stateful = Generator(stateful, tokenizer, backend=backend).generate(PROMPTS, 40, temperature=0)
+    stateless = Generator(to_stateless(stateful), tokenizer, backend=backend)
     assert from_stateful == stateless.generate(PROMPTS, 40, temperature=0)
     with pytest.raises(ValueError, match="to_stateless"):
         complete_text(stateful, tokenizer, "the ", 5)
@@ -134,11 +133,11 @@ def test_stateful_model_is_converted(tokenizer, native):
 def test_step_loop_compiles_with_xla(generator, tokenizer):
     """The chunk of steps (the step model in a tf.while_loop) is one XLA computation."""
     batch = 2
-    states = tuple(tf.zeros([batch, units]) for units in generator._state_sizes)
+    states = tuple(tf.zeros([batch, size]) for size in generator.model.state_sizes)
     hlo = generator._run_chunk.experimental_get_compiler_ir(
-        tf.constant([1, 2]), states, tf.zeros([generate.CHUNK_STEPS, batch], tf.int32), tf.constant([1, 1]),
-        tf.constant(3), tf.constant(0), tf.constant(1.0), tf.constant(tokenizer.vocab_size),
-        tf.constant(0, tf.int64),
+        tf.constant([1, 2]), states, tf.zeros([sampling.CHUNK_STEPS, batch], tf.int32),
+        tf.fill([sampling.CHUNK_STEPS, batch], 0.5), tf.constant([1, 1]), tf.constant(3), tf.constant(0),
+        tf.constant(1.0), tf.constant(tokenizer.vocab_size),
     )(stage="hlo")
     assert "while" in hlo
 
@@ -149,9 +148,8 @@ def test_functions_are_traced_once(generator):
     ]:
         generator.generate(prompts, n_chars, temperature, top_k=top_k, seed=1)
     assert generator.generate_ids.experimental_get_tracing_count() == 1
-    assert generator._run_chunk.experimental_get_tracing_count() == 1
-    if generator.uses_native:  # its uniform numbers come from one traced function too
-        assert generator._uniform_chunk.experimental_get_tracing_count() == 1
+    if generator.backend == "xla":
+        assert generator._run_chunk.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize(
@@ -184,13 +182,35 @@ def test_bad_arguments_raise_clear_errors(generator, kwargs, message):
 def test_model_and_tokenizer_must_match(tokenizer):
     with pytest.raises(ValueError, match="same run"):
         Generator(build_model(tokenizer.vocab_size + 1, units=8, n_layers=1), tokenizer)
-    other = keras.Sequential([
-        keras.Input((None, tokenizer.vocab_size)),
-        keras.layers.GRU(8, return_sequences=True),
-        keras.layers.Dense(tokenizer.vocab_size, activation="softmax"),
-    ])
-    with pytest.raises(ValueError, match="build_model"):
-        Generator(other, tokenizer)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Generator(build_model(tokenizer.vocab_size, units=8, n_layers=1), tokenizer, backend="native")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_other_cells_generate_through_their_step_and_the_cpp_backend_falls_back(tokenizer, cell):
+    keras.utils.set_random_seed(7)  # Keras's initialisation: no near-ties for rounding to flip
+    model = build_model(tokenizer.vocab_size, units=24, n_layers=2, cell=cell)
+    with pytest.warns(UserWarning, match=r"GRUs only\); using the XLA loop"):
+        generator = Generator(model, tokenizer)  # backend="cpp" by default
+    assert generator.backend == "xla"
+    fast = generator.generate(PROMPTS, 40, temperature=0)
+    assert fast == [complete_text(model, tokenizer, prompt, 40, temperature=0) for prompt in PROMPTS]
+
+
+def test_a_model_with_an_extra_layer_generates_and_exports_unchanged(tokenizer, tmp_path):
+    """Nothing in the generator or the export knows the body: a LayerNormalization between GRUs."""
+    keras.utils.set_random_seed(8)
+    body = [keras.layers.GRU(16, return_sequences=True, name="gru_1"), keras.layers.LayerNormalization(),
+            keras.layers.GRU(16, return_sequences=True, name="gru_2")]
+    model = CharRNN(tokenizer.vocab_size, body, embedding_dim=8)
+    model(np.ones((1, 1), "int32"))
+    with pytest.warns(UserWarning, match="LayerNormalization"):
+        generator = Generator(model, tokenizer)
+    fast = generator.generate(PROMPTS, 60, temperature=0)
+    assert fast == [complete_text(model, tokenizer, prompt, 60, temperature=0) for prompt in PROMPTS]
+    exported = tf.saved_model.load(str(export_generator(model, tokenizer, tmp_path / "export")))
+    texts = exported.generate(tf.constant(PROMPTS), 60, 0.0, 1).numpy()
+    assert [text.decode() for text in texts] == fast
 
 
 def test_reference_next_char_and_table(model, tokenizer):
@@ -219,7 +239,7 @@ def test_generate_from_a_stateful_run(generation_run):
 
 @pytest.mark.parametrize("vocab_size", [5, 39, 2798])
 def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_a_zero(vocab_size):
-    from charrnn.generate import _inverse_cdf
+    from charrnn.sampling import _inverse_cdf
 
     rng = np.random.default_rng(0)
     probabilities = np.zeros((4000, vocab_size), "float32")

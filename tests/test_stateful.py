@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 from interrupts import EpochRecorder, Interrupt, StopAfterEpoch
 
-from charrnn.model import (
-    ResetStatesCallback,
-    build_model,
-    gru_layers,
-    reset_states,
-    to_stateless,
-)
+from charrnn.model import ResetStatesCallback, build_model, reset_states, to_stateless
 from charrnn.pipelines import stateful_streams
 from charrnn.runs import load_run
 from charrnn.train import TrainConfig, train
@@ -26,12 +20,11 @@ STREAMS = 4
 
 def state_norms(model) -> list[float]:
     """One figure per GRU: the size of its state (in Keras 3, the variables in `layer.states`)."""
-    return [sum(float(np.abs(state.numpy()).sum()) for state in gru.states) for gru in gru_layers(model)]
+    return [sum(float(np.abs(state.numpy()).sum()) for state in gru.states) for gru in model.body]
 
 
-def random_one_hot(batch_size, n_steps, seed=0):
-    ids = np.random.default_rng(seed).integers(0, VOCAB, size=(batch_size, n_steps))
-    return np.eye(VOCAB, dtype="float32")[ids]
+def random_ids(batch_size, n_steps, seed=0):
+    return np.random.default_rng(seed).integers(1, VOCAB + 1, size=(batch_size, n_steps)).astype("int32")
 
 
 @pytest.fixture
@@ -42,12 +35,12 @@ def stateful_model():
 
 def test_state_starts_at_zero_and_changes_after_a_batch(stateful_model):
     assert state_norms(stateful_model) == [0.0, 0.0]
-    stateful_model(random_one_hot(STREAMS, 5))
+    stateful_model(random_ids(STREAMS, 5))
     assert all(norm > 0 for norm in state_norms(stateful_model))
 
 
 def test_reset_states_zeroes_every_gru(stateful_model):
-    stateful_model(random_one_hot(STREAMS, 5))
+    stateful_model(random_ids(STREAMS, 5))
     reset_states(stateful_model)
     assert state_norms(stateful_model) == [0.0, 0.0]
 
@@ -57,13 +50,13 @@ def test_reset_states_zeroes_every_gru(stateful_model):
 def test_reset_states_callback_zeroes_every_gru(stateful_model, hook, args):
     callback = ResetStatesCallback()
     callback.set_model(stateful_model)
-    stateful_model(random_one_hot(STREAMS, 5))
+    stateful_model(random_ids(STREAMS, 5))
     getattr(callback, hook)(*args)
     assert state_norms(stateful_model) == [0.0, 0.0]
 
 
 def test_carried_state_changes_the_next_output(stateful_model):
-    x = random_one_hot(STREAMS, 5)
+    x = random_ids(STREAMS, 5)
     first = np.asarray(stateful_model(x))
     second = np.asarray(stateful_model(x))
     assert not np.allclose(first, second)
@@ -72,16 +65,16 @@ def test_carried_state_changes_the_next_output(stateful_model):
 
 
 def test_to_stateless_matches_the_stateful_model_from_a_zero_state(stateful_model):
-    x = random_one_hot(STREAMS, 9)
-    stateful_model(random_one_hot(STREAMS, 3, seed=1))  # leave some state behind first
+    x = random_ids(STREAMS, 9)
+    stateful_model(random_ids(STREAMS, 3, seed=1))  # leave some state behind first
     stateless = to_stateless(stateful_model)
     reset_states(stateful_model)
     expected = np.asarray(stateful_model(x))
-    assert not any(gru.stateful for gru in gru_layers(stateless))
+    assert not stateless.stateful
     np.testing.assert_allclose(stateless(x), expected, rtol=1e-5, atol=1e-6)
     # any batch size: rows are independent, so the first two rows are the same predictions
     np.testing.assert_allclose(stateless(x[:2]), expected[:2], rtol=1e-5, atol=1e-6)
-    assert stateless(random_one_hot(7, 4)).shape == (7, 4, VOCAB)
+    assert stateless(random_ids(7, 4)).shape == (7, 4, VOCAB)
 
 
 def test_to_stateless_keeps_an_embedding():
@@ -119,7 +112,7 @@ def stateful_run(tiny_data, tmp_path_factory):
 def mean_validation_loss(model, data, config, carry_state: bool) -> float:
     """Mean loss over the validation streams read in order, with or without carried state."""
     streams = stateful_streams(data.val_ids, config.n_steps, config.batch_size,
-                               vocab_size=data.tokenizer.vocab_size, one_hot=config.embedding_dim is None)
+                               vocab_size=data.tokenizer.vocab_size, one_hot=False)
     reset_states(model)
     losses = []
     for x, y in streams:
@@ -156,8 +149,8 @@ def test_stateful_run_reports_validation_bpc(stateful_run):
 def test_stateful_run_loads_back_as_a_stateful_model(stateful_run):
     config, _, _, run_dir = stateful_run
     model = load_run(run_dir).model
-    assert model.input_shape[0] == config.batch_size
-    assert all(gru.stateful for gru in gru_layers(model))
+    assert model.stateful
+    assert all(int(state.shape[0]) == config.batch_size for layer in model.body for state in layer.states)
 
 
 def test_interrupted_stateful_run_resumes_at_the_next_epoch(tiny_data, tmp_path):

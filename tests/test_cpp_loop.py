@@ -1,4 +1,4 @@
-"""The compiled step loop (charrnn.native): its numbers against the Keras step model and the XLA loop."""
+"""The compiled step loop (charrnn.extras.cpp_loop): its numbers against the model's step and the XLA loop."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import charrnn.native as native
-from charrnn import generate
-from charrnn.generate import Generator, _draw_uniforms, _pick_next_ids, next_char_logits
-from charrnn.model import build_model, build_step_model
+from charrnn import sampling
+from charrnn.extras import cpp_loop as native
+from charrnn.generate import Generator
+from charrnn.model import CharRNN, build_model
+from charrnn.reference import next_char_logits
 from charrnn.tokenizer import CharTokenizer
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler (set CXX or install g++)")
@@ -23,7 +24,7 @@ def seeded_model(vocab_size, **kwargs):
 
 def spread_output(model, low=-3.0, high=3.0):
     """Output biases from low to high: untrained logits are near uniform, which would hide mistakes."""
-    model.layers[-1].bias.assign(np.linspace(low, high, model.layers[-1].units).astype("float32"))
+    model.logits.bias.assign(np.linspace(low, high, model.vocab_size).astype("float32"))
     return model
 
 
@@ -40,13 +41,12 @@ def tokenizer_of(vocab_size) -> CharTokenizer:
     ],
     ids=["one-hot-39", "embedding-700-3-layers", "embedding-2798"],
 )
-def test_step_matches_the_keras_step_model(vocab_size, kwargs):
+def test_step_matches_the_models_step(vocab_size, kwargs):
     model = spread_output(seeded_model(vocab_size, **kwargs))
     rng = np.random.default_rng(0)
     ids = np.array([1, vocab_size, vocab_size // 2], np.int32)
-    states = [rng.normal(0, 0.5, (3, gru.units)).astype("float32") for gru in model.layers if
-              isinstance(gru, keras.layers.GRU)]
-    expected_logits, *expected_states = build_step_model(model)([ids, *states])
+    states = [rng.normal(0, 0.5, (3, size)).astype("float32") for size in model.state_sizes]
+    expected_logits, expected_states = model.step(ids, states)
     logits, new_states = native.step(native.NativeNet(model), ids, states)
     np.testing.assert_allclose(logits, expected_logits.numpy(), rtol=1e-5, atol=1e-5)
     for got, expected in zip(new_states, expected_states):
@@ -65,10 +65,9 @@ def test_sampling_matches_pick_next_ids(vocab_size, temperature, top_k):
     rng = np.random.default_rng(vocab_size)
     logits = np.round(rng.normal(0, 2, (batch, vocab_size)), 1).astype("float32")  # rounded: many ties
     k = top_k or vocab_size
-    seed, step = tf.constant(17, tf.int64), tf.constant(5)
-    expected = _pick_next_ids(tf.constant(logits), tf.constant(temperature), tf.constant(k), seed, step)
-    expected = expected.numpy()
-    uniforms = _draw_uniforms(seed, step, batch).numpy()
+    uniforms = sampling.uniform_table(17, 5, batch).numpy()[4]
+    expected = sampling.pick_next_ids(tf.constant(logits), tf.constant(temperature), tf.constant(k),
+                                      tf.constant(uniforms)).numpy()
     got = native.sample(logits, uniforms, temperature, k)
     if temperature == 0:
         np.testing.assert_array_equal(got, logits.argmax(axis=1) + 1)  # the first of the largest
@@ -95,22 +94,6 @@ def test_sample_refuses_bad_arguments():
             native.sample(logits, np.full(2, 0.5), temperature, top_k)
 
 
-def draw_at(seed, position, batch):
-    """The uniforms of `position`, as the XLA loop draws them (compiled)."""
-    return tf.function(_draw_uniforms, jit_compile=True)(tf.constant(seed, tf.int64), tf.constant(position),
-                                                        batch).numpy()
-
-
-def test_uniform_table_is_what_the_xla_loop_draws(tiny_data, monkeypatch):
-    monkeypatch.setattr(generate, "CHUNK_STEPS", 5)  # 12 steps: three chunks, the last one cut short
-    generator = Generator(seeded_model(tiny_data.tokenizer.vocab_size, units=4), tiny_data.tokenizer,
-                          native=True)
-    table = generator._uniforms(tf.constant([3, 1, 4]), tf.constant(12), tf.constant(9, tf.int64)).numpy()
-    assert table.shape == (12, 3)
-    for step in range(12):  # step t draws for position t + 1
-        np.testing.assert_array_equal(table[step], draw_at(9, step + 1, 3))
-
-
 def assert_same_up_to_rounding(model, tokenizer, prompts, texts, other_texts, seed, temperature, top_k=None):
     """Texts may part only where a draw falls within 1e-5 of a class boundary (float rounding decides)."""
     for stream, (text, other) in enumerate(zip(texts, other_texts)):
@@ -120,7 +103,7 @@ def assert_same_up_to_rounding(model, tokenizer, prompts, texts, other_texts, se
         logits = next_char_logits(model, tokenizer, text[:position])[0].numpy().astype("float64")
         kept = logits >= np.sort(logits)[-(top_k or len(logits))]
         weights = np.where(kept, np.exp((logits - logits.max()) / temperature), 0.0)
-        uniform = draw_at(seed, position, len(prompts))[stream]
+        uniform = sampling.uniform_table(seed, position, len(prompts)).numpy()[position - 1, stream]
         gap = np.abs(np.cumsum(weights) / weights.sum() - uniform).min()
         assert gap < 1e-5, f"stream {stream} parts at character {position}, {gap:.2g} from any boundary"
 
@@ -129,7 +112,7 @@ def test_generator_loops_agree(tiny_data):
     """The compiled and the XLA loop: the same texts for the same seed (prompts of different lengths)."""
     tokenizer = tiny_data.tokenizer
     model = spread_output(seeded_model(tokenizer.vocab_size, units=32), -1.0, 1.0)
-    compiled, xla = Generator(model, tokenizer, native=True), Generator(model, tokenizer, native=False)
+    compiled, xla = Generator(model, tokenizer, backend="cpp"), Generator(model, tokenizer, backend="xla")
     prompts = ["ROMEO:", "t", "the king hath "]
     for settings in [{"temperature": 1.0, "seed": 1}, {"temperature": 0.5, "top_k": 4, "seed": 2}]:
         texts = compiled.generate(prompts, 150, **settings)
@@ -143,12 +126,12 @@ def test_generator_loops_agree(tiny_data):
 def test_generator_greedy_agrees_at_2798_characters_and_follows_new_weights():
     tokenizer = tokenizer_of(2798)
     model = seeded_model(2798, units=32, embedding_dim="auto")
-    compiled, xla = Generator(model, tokenizer, native=True), Generator(model, tokenizer, native=False)
+    compiled, xla = Generator(model, tokenizer, backend="cpp"), Generator(model, tokenizer, backend="xla")
     prompts = [tokenizer.decode([5, 6]), tokenizer.decode([2000])]
     before = compiled.generate(prompts, 100, temperature=0)
     assert before == xla.generate(prompts, 100, temperature=0)
     assert len(set(before[0])) > 10, "a repeated character would make this test weak"
-    kernel = model.layers[-1].kernel
+    kernel = model.logits.kernel
     kernel.assign(-kernel.numpy())  # as training would, after the Generator was made
     after = compiled.generate(prompts, 100, temperature=0)
     assert after != before and after == xla.generate(prompts, 100, temperature=0)
@@ -167,23 +150,21 @@ def test_generate_refuses_ids_out_of_range():
 
 
 def test_embedding_with_too_few_rows_is_refused():
-    inputs = keras.Input((None,), dtype="int32")
-    hidden = keras.layers.GRU(4, return_sequences=True)(keras.layers.Embedding(5, 3)(inputs))  # ids 0..4
-    model = keras.Model(inputs, keras.layers.Dense(5)(hidden))  # ids 1..5: id 5 has no row
+    model = CharRNN(5, [keras.layers.GRU(4, return_sequences=True)])
+    model.embedding = keras.layers.Embedding(5, 3)  # ids 0..4: id 5 has no row
+    model(np.ones((1, 1), "int32"))
     assert "5 rows" in native.unsupported_reason(model)
 
 
-def test_unsupported_model_keeps_the_xla_loop():
-    inputs = keras.Input((None, 5))
-    hidden = keras.layers.GRU(4, reset_after=False, return_sequences=True)(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(5)(hidden))
+def test_unsupported_model_falls_back_to_the_xla_loop_with_one_message():
+    model = CharRNN(5, [keras.layers.GRU(4, reset_after=False, return_sequences=True)])
+    model(np.ones((1, 1), "int32"))
     tokenizer = CharTokenizer.fit("abcde")
     assert "reset_after" in native.unsupported_reason(model)
-    generator = Generator(model, tokenizer)
-    assert not generator.uses_native
+    with pytest.warns(UserWarning, match="reset_after"):
+        generator = Generator(model, tokenizer)
+    assert generator.backend == "xla"
     assert generator.generate("ab", 5, temperature=0)[0].startswith("ab")
-    with pytest.raises(ValueError, match="native=True.*reset_after"):
-        Generator(model, tokenizer, native=True)
 
 
 @pytest.fixture
@@ -191,7 +172,7 @@ def fresh_library(monkeypatch, tmp_path):
     """native's module state as before the first library() call, with an empty build cache."""
     monkeypatch.setattr(native, "_library", None)
     monkeypatch.setattr(native, "_library_error", None)
-    monkeypatch.setenv("CHARRNN_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CHARRNN_CPP_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -200,15 +181,9 @@ def test_without_a_compiler_generation_falls_back_to_xla(fresh_library, monkeypa
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
         assert native.library() is None
     tokenizer = CharTokenizer.fit("abcde")
-    generator = Generator(seeded_model(5, units=4, n_layers=1), tokenizer)
-    assert not generator.uses_native and len(generator.generate("ab", 5, seed=0)[0]) == 7
-    with pytest.raises(RuntimeError, match="native=True.*no C\\+\\+ compiler"):
-        Generator(seeded_model(5, units=4, n_layers=1), tokenizer, native=True)
-
-
-def test_native_0_turns_it_off(fresh_library, monkeypatch):
-    monkeypatch.setenv("CHARRNN_NATIVE", "0")
-    assert native.library() is None and native.unavailable_reason() == "CHARRNN_NATIVE=0"
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        generator = Generator(seeded_model(5, units=4, n_layers=1), tokenizer)
+    assert generator.backend == "xla" and len(generator.generate("ab", 5, seed=0)[0]) == 7
 
 
 def test_builds_are_keyed_on_the_source_and_never_half_written(fresh_library, monkeypatch, tmp_path):

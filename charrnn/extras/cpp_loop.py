@@ -1,16 +1,17 @@
-"""The Generator's step loop compiled for this CPU: `csrc/step_loop.cc`, called through ctypes.
+"""The Generator's step loop compiled for this CPU (`backend="cpp"`): `csrc/step_loop.cc`, via ctypes.
 
-Why: under XLA on CPU one stream's step with a 2,798-character output layer takes ~80 µs
-(12,000 chars/s); the compiled loop, its weights packed in blocks of output columns and its
-output layer split over two cores, is 3 to 4 times as fast (`make bench`). Only `Generator`
-uses it; the exported SavedModel keeps the XLA loop, so it still loads in a process that
-imports only TensorFlow.
+Why: under XLA on CPU one stream's step is dominated by per-op overhead and, for large
+alphabets, by the output layer; the compiled loop packs its weights in blocks of output
+columns and splits the output layer over two cores (`make bench` has the figures). It
+implements stacked GRUs with Keras's GRU cell and `charrnn.sampling`'s draws on the same
+uniform numbers. Only `Generator` uses it; the exported SavedModel keeps the XLA loop, so it
+still loads in a process that imports only TensorFlow.
 
 The library is built on first use with the system C++ compiler (`$CXX`, else c++/g++/clang++)
-into a cache folder (`$CHARRNN_NATIVE_CACHE`, else ~/.cache/charrnn/native), under a name
+into a cache folder (`$CHARRNN_CPP_CACHE`, else ~/.cache/charrnn/cpp), under a name
 keyed on the source, the compiler, the flags and the CPU, so an edit or another machine gets
-its own build. Without a compiler, or with `CHARRNN_NATIVE=0`, `library()` returns None and
-the Generator keeps its XLA loop.
+its own build. Without a compiler `library()` returns None and
+the Generator falls back to the XLA loop.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from charrnn.model import check_step_architecture, gru_layers
+from charrnn.model import CharRNN
 
 SOURCE = Path(__file__).with_name("csrc") / "step_loop.cc"
 BLOCK = 64  # output columns per packed block (kBlock in the source)
@@ -92,7 +93,7 @@ def library_path(cxx: str) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
     key = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_signature()])
                          .encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("CHARRNN_NATIVE_CACHE") or Path.home() / ".cache" / "charrnn" / "native")
+    cache = Path(os.environ.get("CHARRNN_CPP_CACHE") or Path.home() / ".cache" / "charrnn" / "cpp")
     return cache / f"step_loop-{key}.so"
 
 
@@ -121,9 +122,6 @@ def library() -> ctypes.CDLL | None:
     with _library_lock:
         if _library is not None or _library_error is not None:
             return _library
-        if os.environ.get("CHARRNN_NATIVE", "1") == "0":
-            _library_error = "CHARRNN_NATIVE=0"
-            return None
         cxx = compiler()
         try:
             if cxx is None:
@@ -131,8 +129,8 @@ def library() -> ctypes.CDLL | None:
             _library = _declare(ctypes.CDLL(str(build(cxx))))
         except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             _library_error = str(error)
-            warnings.warn(f"charrnn.native: the compiled step loop is unavailable, generation uses the "
-                          f"slower XLA loop. {_library_error}", stacklevel=2)
+            warnings.warn(f"charrnn.extras.cpp_loop: the compiled step loop is unavailable, generation "
+                          f"uses the XLA loop. {_library_error}", stacklevel=2)
         return _library
 
 
@@ -185,19 +183,19 @@ def pad(bias: np.ndarray) -> np.ndarray:
     return out
 
 
-def unsupported_reason(model: keras.Model) -> str | None:
-    """Why the compiled loop cannot run `model` (it implements build_model's float32 GRUs), else None."""
-    check_step_architecture(model)  # raises for anything but [Embedding,] GRU..., Dense
-    for gru in gru_layers(model):
-        config = gru.get_config()
+def unsupported_reason(model: CharRNN) -> str | None:
+    """Why the compiled loop cannot run `model` (it implements stacked float32 GRUs), else None."""
+    for layer in model.body:
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.GRU):
+            return f"its body has a {type(layer).__name__} layer ({layer.name}); the compiled loop runs GRUs only"
         if not (config.get("reset_after") and config.get("use_bias") and config.get("activation") == "tanh"
                 and config.get("recurrent_activation") == "sigmoid"):
-            return f"{gru.name} is not a GRU with reset_after, biases, tanh and sigmoid"
+            return f"{layer.name} is not a GRU with reset_after, biases, tanh and sigmoid"
     if any(weight.dtype != "float32" for weight in model.weights):
         return "the model's weights are not all float32"
-    embedding = next((layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)), None)
-    if embedding is not None and embedding.input_dim < model.layers[-1].units + 1:
-        return f"its Embedding has {embedding.input_dim} rows, fewer than the ids 0..{model.layers[-1].units}"
+    if model.embedding is not None and model.embedding.input_dim < model.vocab_size + 1:
+        return f"its Embedding has {model.embedding.input_dim} rows, fewer than the ids 0..{model.vocab_size}"
     return None
 
 
@@ -208,10 +206,8 @@ class NativeNet:
     nothing when training changes them, so a cached copy could be stale.
     """
 
-    def __init__(self, model: keras.Model):
-        grus = gru_layers(model)
-        dense = model.layers[-1]
-        embedding = next((layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)), None)
+    def __init__(self, model: CharRNN):
+        grus, dense, embedding = model.body, model.logits, model.embedding
         self.vocab_size = dense.units
         self.state_sizes = [gru.units for gru in grus]
         self.units = np.array(self.state_sizes, np.int32)
@@ -225,7 +221,7 @@ class NativeNet:
         self.input_biases = [pad(bias[0]) for bias in biases]
         self.recurrent_biases = [pad(bias[1]) for bias in biases]
         self.output_kernel = pack(dense.kernel.numpy())
-        self.output_bias = pad(dense.bias.numpy() if dense.use_bias else np.zeros(dense.units, np.float32))
+        self.output_bias = pad(dense.bias.numpy())
         pointers = lambda arrays: (_FLOAT_P * len(arrays))(*(_pointer(a) for a in arrays))  # noqa: E731
         self._arrays = (pointers(self.kernels), pointers(self.recurrent_kernels), pointers(self.input_biases),
                         pointers(self.recurrent_biases))  # the struct points into them: keep them alive
@@ -290,7 +286,7 @@ def step(net: NativeNet, ids, states: list[np.ndarray]) -> tuple[np.ndarray, lis
 
 
 def sample(logits, uniforms, temperature: float, top_k: int) -> np.ndarray:
-    """Ids (class + 1) drawn as `_pick_next_ids` draws them: one row of logits and one uniform per stream."""
+    """Ids (class + 1) drawn as `charrnn.sampling.pick_next_ids` draws them: one row of logits and one uniform per stream."""
     logits, uniforms = _float32(logits), _float32(uniforms)
     if logits.ndim != 2 or uniforms.shape != (len(logits),):
         raise ValueError(f"logits must be (batch, classes) and uniforms (batch,), got {logits.shape} and "
@@ -321,6 +317,6 @@ def generate(net: NativeNet, prompt_by_time, lengths, uniforms, temperature: flo
 
 if __name__ == "__main__":  # `make native`: build now (else on first use) and say where, or why not
     if library() is None:
-        raise SystemExit(f"charrnn.native: no compiled step loop ({unavailable_reason()}); "
+        raise SystemExit(f"charrnn.extras.cpp_loop: no compiled step loop ({unavailable_reason()}); "
                          "generation uses the XLA loop.")
-    print(f"charrnn.native: {library_path(compiler())}")
+    print(f"charrnn.extras.cpp_loop: {library_path(compiler())}")
