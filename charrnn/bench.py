@@ -1,11 +1,11 @@
-"""Benchmarks against the seed's own approach, measured in one run: `python -m charrnn.bench`.
+"""Benchmarks against Géron's own approach (`charrnn.reference`), measured in one run: `make bench`.
 
-Prints a table and writes outputs/bench/bench.json (figures, ratios, environment).
+Prints a table, writes outputs/bench/bench.json (figures, ratios, environment) and docs/benchmarks.md.
 Rows:
-  pipeline    batches/s of `shuffled_windows` vs the seed's window/flat_map/shuffle(10000)/batch/one-hot chain
-  training    training characters/s, seed hyperparameters, this package (keras.layers.GRU, and FusedGRU)
-              vs the seed's Keras construction
-  generation  characters/s of the state-carrying Generator (1 and 16 streams) vs the seed's complete_text
+  pipeline    batches/s of `shuffled_windows` vs Géron's window/flat_map/shuffle(10000)/batch/one-hot chain
+  training    training characters/s, Géron's hyperparameters, this package (keras.layers.GRU, and FusedGRU)
+              vs Géron's Keras construction
+  generation  characters/s of the state-carrying Generator (1 and 16 streams) vs Géron's complete_text
               (200 characters from one prompt)
   corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
               (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s;
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,46 +33,15 @@ import numpy as np
 import tensorflow as tf
 
 from charrnn.atomic import write_json
+from charrnn.bench_docs import DOCS_DIR, benchmarks_page, write_page
 from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
 from charrnn.extras import cpp_loop
 from charrnn.generate import Generator, check_count
-from charrnn.reference import complete_text
 from charrnn.model import build_model, compile_model, resolve_embedding_dim
 from charrnn.pipelines import shuffled_windows, stateful_streams
+from charrnn.reference import BATCH_SIZE, N_STEPS, complete_text, geron_model, geron_windows
 from charrnn.runs import environment_record
 from charrnn.tokenizer import CharTokenizer
-
-N_STEPS, BATCH_SIZE = 100, 32  # the seed's
-
-
-def seed_window_chain(encoded: np.ndarray, max_id: int) -> tf.data.Dataset:
-    """The seed's stateless pipeline, verbatim apart from names (`encoded` = ids - 1)."""
-    dataset = tf.data.Dataset.from_tensor_slices(encoded)
-    dataset = dataset.window(N_STEPS + 1, shift=1, drop_remainder=True)
-    dataset = dataset.flat_map(lambda window: window.batch(N_STEPS + 1))
-    dataset = dataset.shuffle(10000).batch(BATCH_SIZE)
-    dataset = dataset.map(lambda windows: (windows[:, :-1], windows[:, 1:]))
-    dataset = dataset.map(lambda X_batch, Y_batch: (tf.one_hot(X_batch, depth=max_id), Y_batch))
-    return dataset.prefetch(1)
-
-
-def seed_model(max_id: int) -> keras.Model:
-    """The seed's stateless model, in Keras 3 spelling (Input instead of input_shape).
-
-    The Reshape only makes the time axis static: with a dynamic one (the seed's
-    `[None, max_id]` fed by its window pipeline), Keras 3.15's TimeDistributed maps
-    over the batch size instead of the time steps, and training fails with a
-    (32, 100) vs (32, 32) shape error. A plain Dense, as `build_model` uses, has no such issue.
-    """
-    model = keras.Sequential([
-        keras.Input(shape=(None, max_id)),
-        keras.layers.Reshape((N_STEPS, max_id)),
-        keras.layers.GRU(128, return_sequences=True, dropout=0.2),
-        keras.layers.GRU(128, return_sequences=True, dropout=0.2),
-        keras.layers.TimeDistributed(keras.layers.Dense(max_id, activation="softmax")),
-    ])
-    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
-    return model
 
 
 def batches_per_second(dataset: tf.data.Dataset, n_batches: int, warmup: int = 5) -> float:
@@ -87,7 +57,7 @@ def batches_per_second(dataset: tf.data.Dataset, n_batches: int, warmup: int = 5
 class _StepTimer(keras.callbacks.Callback):
     """Seconds from the end of the first batch to the end of the epoch.
 
-    Leaving out the first batch leaves out tracing and the seed's shuffle-buffer
+    Leaving out the first batch leaves out tracing and Géron's shuffle-buffer
     fill, which a real epoch of ~31,000 batches pays only once.
     """
 
@@ -161,32 +131,32 @@ def compare_speed(
 
 def bench_pipeline(train_ids, vocab_size, quick):
     ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, one_hot=False, seed=0)
-    seed = seed_window_chain(train_ids - 1, vocab_size)
+    geron = geron_windows(train_ids - 1, vocab_size)
     ours_rate = batches_per_second(ours, 300 if quick else 3000)
-    seed_rate = batches_per_second(seed, 30 if quick else 200)
-    return {"name": "pipeline", "unit": "batches/s", "ours": ours_rate, "seed": seed_rate}
+    geron_rate = batches_per_second(geron, 30 if quick else 200)
+    return {"name": "pipeline", "unit": "batches/s", "ours": ours_rate, "reference": geron_rate}
 
 
 def bench_training(train_ids, vocab_size, quick):
-    """The seed's model and hyperparameters: keras.layers.GRU and FusedGRU against the seed's construction."""
+    """Géron's model and hyperparameters: keras.layers.GRU and FusedGRU against his construction."""
     windows = lambda: shuffled_windows(  # noqa: E731
         train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, one_hot=False, seed=0)
     rates = best_training_rates({
         "keras": (compile_model(build_model(vocab_size)), windows()),
         "fused": (compile_model(build_model(vocab_size, gru_kernel="fused")), windows()),
-        "seed": (seed_model(vocab_size), seed_window_chain(train_ids - 1, vocab_size)),
+        "geron": (geron_model(vocab_size), geron_windows(train_ids - 1, vocab_size)),
     }, steps=10 if quick else 60, rounds=1 if quick else 3)
     return [{"name": f"training (2xGRU128, one-hot, batch 32x100), gru_kernel={kernel!r}", "unit": "chars/s",
-             "ours": rates[kernel], "seed": rates["seed"]} for kernel in ("keras", "fused")]
+             "ours": rates[kernel], "reference": rates["geron"]} for kernel in ("keras", "fused")]
 
 
 def bench_generation(tokenizer, quick):
     model = build_model(tokenizer.vocab_size)  # speed does not depend on the weights
     generator = Generator(model, tokenizer)
-    # The seed's complete_text and the Generator, both for 200 characters from one prompt.
+    # Géron's complete_text and the Generator, both for 200 characters from one prompt.
     short = compare_speed(generator, "the ", 50 if quick else 200)
     rows = [{"name": f"generation, 1 stream, {short.n_chars} chars (both)", "unit": "chars/s",
-             "ours": short.fast_chars_per_second, "seed": short.reference_chars_per_second}]
+             "ours": short.fast_chars_per_second, "reference": short.reference_chars_per_second}]
     n_chars = 500 if quick else 5000
     for streams in (1, 16):
         prompts = ["the "] * streams
@@ -196,7 +166,7 @@ def bench_generation(tokenizer, quick):
         rate = streams * n_chars / (time.perf_counter() - start)
         rows.append({"name": f"generation, {streams} stream{'s' if streams > 1 else ''} x {n_chars} chars "
                              f"vs complete_text {short.n_chars}",
-                     "unit": "chars/s", "ours": rate, "seed": short.reference_chars_per_second})
+                     "unit": "chars/s", "ours": rate, "reference": short.reference_chars_per_second})
     return rows
 
 
@@ -225,7 +195,7 @@ def generation_rate(tokenizer, prompt, quick, backend: str = "cpp") -> float:
 
 
 def bench_corpora(chinese_path, english_ids, english_tokenizer, quick):
-    """A large alphabet against tiny Shakespeare, same GRU: 'ours' = large, 'seed' = tiny Shakespeare."""
+    """A large alphabet against tiny Shakespeare, same GRU: 'ours' = large, 'reference' = tiny Shakespeare."""
     text = load_corpus(chinese_path)
     tokenizer = CharTokenizer.fit(text)
     train_ids, _ = split_ids(tokenizer.encode(text))
@@ -233,13 +203,13 @@ def bench_corpora(chinese_path, english_ids, english_tokenizer, quick):
     return [
         {"name": f"stateful training 2xGRU128 auto inputs, {label}", "unit": "chars/s",
          "ours": stateful_training_rate(train_ids, tokenizer.vocab_size, quick),
-         "seed": stateful_training_rate(english_ids, english_tokenizer.vocab_size, quick)},
+         "reference": stateful_training_rate(english_ids, english_tokenizer.vocab_size, quick)},
         {"name": f"generation, 1 stream, {label}", "unit": "chars/s",
          "ours": generation_rate(tokenizer, text[:2], quick),
-         "seed": generation_rate(english_tokenizer, "the ", quick)},
+         "reference": generation_rate(english_tokenizer, "the ", quick)},
         *({"name": f"generation, 1 stream, {name}: compiled step loop vs XLA loop", "unit": "chars/s",
            "ours": generation_rate(alphabet, prompt, quick, backend="cpp"),
-           "seed": generation_rate(alphabet, prompt, quick, backend="xla")}
+           "reference": generation_rate(alphabet, prompt, quick, backend="xla")}
           for name, alphabet, prompt in [(f"{Path(chinese_path).stem} ({tokenizer.vocab_size:,})", tokenizer,
                                           text[:2]), ("tiny Shakespeare (39)", english_tokenizer, "the ")]
           if cpp_loop.library() is not None),
@@ -258,7 +228,7 @@ def bench_vocab(quick):
         logits_mb = BATCH_SIZE * N_STEPS * vocab_size * 4 / 2**20  # float32 logits of one batch
         rows.append({"name": f"stateful training, {vocab_size:,} classes vs 39 "
                              f"(logits {logits_mb:,.0f} MB/batch, Dense {129 * vocab_size:,} weights)",
-                     "unit": "chars/s", "ours": rate, "seed": reference})
+                     "unit": "chars/s", "ours": rate, "reference": reference})
     return rows
 
 
@@ -267,15 +237,15 @@ LINK_LATENCY = 50e-6  # seconds per ring hop on a data-centre TCP network (a typ
 
 def replica_rate(replicas: int, quick: bool) -> dict:
     """Run in a fresh process: chars/s of the mirrored loop on `replicas` logical CPU devices."""
-    from charrnn.extras.distribute import distribute_datasets, make_strategy
     from charrnn.distributed_fit import make_steps
+    from charrnn.extras.distribute import distribute_datasets, make_strategy
 
     strategy = make_strategy("mirrored", replicas, BATCH_SIZE)  # before anything starts TensorFlow
     text = load_corpus()
     tokenizer = CharTokenizer.fit(text)
     train_ids, _ = split_ids(tokenizer.encode(text))
     with strategy.scope():
-        model = compile_model(build_model(tokenizer.vocab_size))  # the seed's 2xGRU(128), one-hot
+        model = compile_model(build_model(tokenizer.vocab_size))  # Géron's 2xGRU(128), one-hot
     train_ds, _ = distribute_datasets(strategy, lambda part: [shuffled_windows(
         train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=tokenizer.vocab_size, seed=0, repeat=True,
         part=part)] * 2)
@@ -319,7 +289,7 @@ def bench_distribute(quick):
             f"{on_paper_speedup(one['step_seconds'], one['gradient_bytes'], replicas, bw):.1f}x"
             for bw in (10, 100)))
     return {"name": "training, mirrored: 2 logical CPUs (same cores) vs 1", "unit": "chars/s",
-            "ours": measured[2]["chars_per_second"], "seed": one["chars_per_second"],
+            "ours": measured[2]["chars_per_second"], "reference": one["chars_per_second"],
             "step_seconds": {str(k): v["step_seconds"] for k, v in measured.items()},
             "gradient_bytes": one["gradient_bytes"]}
 
@@ -334,6 +304,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions (a smoke test, noisier figures)")
     parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "bench.json")
+    parser.add_argument("--docs", type=Path, default=DOCS_DIR, help="where benchmarks.md goes (docs/)")
     parser.add_argument("--chinese-corpus", type=Path,
                         help="a large-alphabet corpus for the 'corpora' rows (e.g. shijing.txt)")
     parser.add_argument("--replica-rate", type=int, help=argparse.SUPPRESS)  # the distribute row's child
@@ -363,16 +334,18 @@ def main(argv=None) -> dict:
     if "distribute" in only:
         rows.append(bench_distribute(args.quick))
     for row in rows:
-        row["ratio"] = row["ours"] / row["seed"]
+        row["ratio"] = row["ours"] / row["reference"]
 
-    print(f"{'benchmark':<58} {'unit':>10} {'charrnn':>12} {'seed':>12} {'ratio':>9}")
-    print("(corpora and vocab rows: charrnn = the large alphabet, seed = tiny Shakespeare / 39 classes)")
+    print(f"{'benchmark':<58} {'unit':>10} {'charrnn':>12} {'reference':>12} {'ratio':>9}")
+    print("(reference: Géron's construction; for the corpora and vocab rows, tiny Shakespeare / 39 classes)")
     for row in rows:
-        print(f"{row['name']:<58} {row['unit']:>10} {row['ours']:>12,.1f} {row['seed']:>12,.1f} "
+        print(f"{row['name']:<58} {row['unit']:>10} {row['ours']:>12,.1f} {row['reference']:>12,.1f} "
               f"{row['ratio']:>8.2f}x")
-    result = {"rows": rows, "quick": args.quick, "environment": environment_record(None)}
+    result = {"rows": rows, "quick": args.quick, "environment": {**environment_record(None),
+                                                                  "cpus": os.cpu_count()}}
     write_json(args.out, result)
-    print(f"written: {args.out}")
+    page = write_page("benchmarks.md", benchmarks_page(result), args.docs)
+    print(f"written: {args.out}, {page}")
     return result
 
 

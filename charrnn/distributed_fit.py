@@ -20,8 +20,6 @@ import math
 import keras
 import tensorflow as tf
 
-
-
 SEED_STRIDE = 7919  # replica r's dropout stream: the layer's seed + r * SEED_STRIDE
 EPOCH_DRAWS = 1 << 20  # each epoch's dropout draws start at epoch * EPOCH_DRAWS
 

@@ -103,7 +103,8 @@ class CharRNN(keras.Model):
     @property
     def state_sizes(self) -> list[int]:
         """The size of each recurrent state `step` carries (an LSTM carries two per layer)."""
-        return [size for layer in self.body if isinstance(layer, keras.layers.RNN) for size in _sizes(layer.cell)]
+        recurrent = [layer for layer in self.body if isinstance(layer, keras.layers.RNN)]
+        return [size for layer in recurrent for size in _sizes(layer.cell)]
 
     def initial_states(self, batch_size) -> tuple:
         return tuple(keras.ops.zeros((batch_size, size)) for size in self.state_sizes)
@@ -161,8 +162,8 @@ def build_model(
         else:
             warnings.warn(f"gru_kernel='fused' is for GRUs only: cell={cell!r} uses Keras's own layer.",
                           stacklevel=2)
-    body = [layer_class(units, return_sequences=True, stateful=stateful, dropout=dropout, name=f"{cell}_{i + 1}")
-            for i in range(n_layers)]
+    body = [layer_class(units, return_sequences=True, stateful=stateful, dropout=dropout,
+                        name=f"{cell}_{i + 1}") for i in range(n_layers)]
     model = CharRNN(vocab_size, body, resolve_embedding_dim(embedding_dim, vocab_size, warn=False),
                     name="stateful_char_rnn" if stateful else "char_rnn")
     model(keras.ops.zeros((batch_size if stateful else 1, 1), "int32"))  # creates the weights

@@ -1,4 +1,5 @@
-"""Géron's generation functions, kept as the readable definition of what generation means.
+"""Géron's Char-RNN as his notebook writes it: the window pipeline, the model and the generation
+functions, kept as the readable reference that the package is checked and timed against.
 
 `next_char` runs the model over the *whole* text to pick one character and
 `complete_text` calls it once per new character: every character re-reads everything
@@ -18,6 +19,8 @@ import tensorflow as tf
 
 from charrnn.generate import check_count, check_temperature, check_vocabulary, encode_prompt
 from charrnn.tokenizer import CharTokenizer
+
+N_STEPS, BATCH_SIZE = 100, 32  # Géron's window length and batch
 
 # One compiled forward pass per model, traced once for any batch and length (Keras 3 runs an
 # uncompiled GRU call step by step in Python, ~60x slower than Géron's Keras 2 graph call).
@@ -99,3 +102,33 @@ def format_next_char_table(table: list[tuple[str, float]], text: str | None = No
     lines = [f"next character after {text!r}:"] if text is not None else []
     lines += [f"  {char!r:>6}  {100 * probability:#.3g}%" for char, probability in table]
     return "\n".join(lines)
+
+
+def geron_windows(encoded: np.ndarray, max_id: int) -> tf.data.Dataset:
+    """Géron's stateless pipeline, verbatim apart from names (`encoded` = ids - 1)."""
+    dataset = tf.data.Dataset.from_tensor_slices(encoded)
+    dataset = dataset.window(N_STEPS + 1, shift=1, drop_remainder=True)
+    dataset = dataset.flat_map(lambda window: window.batch(N_STEPS + 1))
+    dataset = dataset.shuffle(10000).batch(BATCH_SIZE)
+    dataset = dataset.map(lambda windows: (windows[:, :-1], windows[:, 1:]))
+    dataset = dataset.map(lambda X_batch, Y_batch: (tf.one_hot(X_batch, depth=max_id), Y_batch))
+    return dataset.prefetch(1)
+
+
+def geron_model(max_id: int) -> keras.Model:
+    """Géron's stateless model, in Keras 3 spelling (Input instead of input_shape).
+
+    The Reshape only makes the time axis static: with a dynamic one (Géron's
+    `[None, max_id]` fed by its window pipeline), Keras 3.15's TimeDistributed maps
+    over the batch size instead of the time steps, and training fails with a
+    (32, 100) vs (32, 32) shape error. A plain Dense, as `build_model` uses, has no such issue.
+    """
+    model = keras.Sequential([
+        keras.Input(shape=(None, max_id)),
+        keras.layers.Reshape((N_STEPS, max_id)),
+        keras.layers.GRU(128, return_sequences=True, dropout=0.2),
+        keras.layers.GRU(128, return_sequences=True, dropout=0.2),
+        keras.layers.TimeDistributed(keras.layers.Dense(max_id, activation="softmax")),
+    ])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    return model

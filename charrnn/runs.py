@@ -32,10 +32,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import charrnn.model  # noqa: F401  (registers CharRNN and FusedGRU for loading)
 from charrnn.atomic import atomic_path, write_json, write_text
 from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import PROJECT_ROOT
-import charrnn.model  # noqa: F401  (registers CharRNN and FusedGRU for loading)
 from charrnn.tokenizer import CharTokenizer
 
 MODEL_FILE = "model.keras"

@@ -23,7 +23,7 @@ def uniform_table(seed, n_steps, batch):
     rows = tf.maximum((n_steps + CHUNK_STEPS - 1) // CHUNK_STEPS, 1) * CHUNK_STEPS
     seed = tf.cast(seed, tf.int64)
     streams = tf.map_fn(
-        lambda stream: tf.random.stateless_uniform([rows], seed=tf.stack([seed, stream]), minval=1e-7, maxval=1.0),
+        lambda stream: tf.random.stateless_uniform([rows], tf.stack([seed, stream]), minval=1e-7, maxval=1.0),
         tf.range(tf.cast(batch, tf.int64)), fn_output_signature=tf.float32)
     return tf.transpose(tf.reshape(streams, [batch, rows]))
 

@@ -20,6 +20,7 @@ from charrnn.atomic import crash_point, write_text
 from charrnn.baselines import unigram_log_probabilities
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
 from charrnn.data import PreparedData
+from charrnn.distributed_fit import fit_distributed
 from charrnn.extras.distribute import (
     check_layout,
     chief_decision,
@@ -28,7 +29,6 @@ from charrnn.extras.distribute import (
     make_strategy,
     worker_folder,
 )
-from charrnn.distributed_fit import fit_distributed
 from charrnn.model import (
     ResetStatesCallback,
     build_model,

@@ -14,3 +14,13 @@ def test_compare_speed_reports_both_methods(tiny_data):
     assert comparison.n_chars == 10
     assert comparison.fast_chars_per_second > 0 and comparison.reference_chars_per_second > 0
     assert "complete_text" in str(comparison) and "Generator" in str(comparison)
+
+
+def test_the_benchmark_page_is_written_from_the_json(tmp_path):
+    from charrnn.bench_docs import benchmarks_page, write_page
+
+    result = {"rows": [{"name": "generation, 1 stream", "unit": "chars/s", "ours": 1234.5, "reference": 10.0,
+                        "ratio": 123.45}], "quick": False, "environment": {"tensorflow": "2.21.0", "cpus": 2}}
+    page = write_page("benchmarks.md", benchmarks_page(result), tmp_path).read_text()
+    assert "| generation, 1 stream | chars/s | 1,234.5 | 10.0 | 123.45x |" in page
+    assert "tensorflow 2.21.0" in page and "do not edit by hand" in page

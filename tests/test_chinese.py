@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 
 from charrnn.data import prepare_data, read_text
 from charrnn.export import export_run

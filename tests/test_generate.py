@@ -15,7 +15,13 @@ from charrnn.export import export_generator
 from charrnn.extras import cpp_loop
 from charrnn.generate import Generator, generate_from_run
 from charrnn.model import CharRNN, build_model, to_stateless
-from charrnn.reference import complete_text, format_next_char_table, next_char, next_char_logits, next_char_table
+from charrnn.reference import (
+    complete_text,
+    format_next_char_table,
+    next_char,
+    next_char_logits,
+    next_char_table,
+)
 
 PROMPTS = ["ROMEO:", "t", "the king hath "]  # different lengths in one batch
 
@@ -29,7 +35,7 @@ def untrained_model(vocab_size, embedding_dim=None, **kwargs):
     """Random weights, wide enough that greedy texts are not constant (the same on every run)."""
     model = build_model(vocab_size, units=24, n_layers=2, embedding_dim=embedding_dim, **kwargs)
     rng = np.random.default_rng(7)
-    model.set_weights([rng.normal(0.0, 1.0, weight.shape).astype("float32") for weight in model.get_weights()])
+    model.set_weights([rng.normal(0.0, 1.0, w.shape).astype("float32") for w in model.get_weights()])
     return model
 
 

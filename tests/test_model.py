@@ -132,7 +132,8 @@ def test_the_step_of_a_stateful_model_takes_any_batch_size():
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_stateful_model_saved_and_loaded_becomes_the_same_stateless_model(cell, tmp_path):
-    stateful = build_model(VOCAB, units=8, n_layers=2, stateful=True, batch_size=3, cell=cell, embedding_dim=4)
+    stateful = build_model(VOCAB, units=8, n_layers=2, stateful=True, batch_size=3, cell=cell,
+                           embedding_dim=4)
     stateful.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert isinstance(loaded, CharRNN) and loaded.stateful

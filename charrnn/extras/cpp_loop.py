@@ -188,7 +188,8 @@ def unsupported_reason(model: CharRNN) -> str | None:
     for layer in model.body:
         config = layer.get_config()
         if not isinstance(layer, keras.layers.GRU):
-            return f"its body has a {type(layer).__name__} layer ({layer.name}); the compiled loop runs GRUs only"
+            return (f"its body has a {type(layer).__name__} layer ({layer.name}); "
+                    "the compiled loop runs GRUs only")
         if not (config.get("reset_after") and config.get("use_bias") and config.get("activation") == "tanh"
                 and config.get("recurrent_activation") == "sigmoid"):
             return f"{layer.name} is not a GRU with reset_after, biases, tanh and sigmoid"
@@ -286,7 +287,8 @@ def step(net: NativeNet, ids, states: list[np.ndarray]) -> tuple[np.ndarray, lis
 
 
 def sample(logits, uniforms, temperature: float, top_k: int) -> np.ndarray:
-    """Ids (class + 1) drawn as `charrnn.sampling.pick_next_ids` draws them: one row of logits and one uniform per stream."""
+    """Ids (class + 1) drawn as `charrnn.sampling.pick_next_ids` draws them: a row of logits and a
+    uniform number per stream."""
     logits, uniforms = _float32(logits), _float32(uniforms)
     if logits.ndim != 2 or uniforms.shape != (len(logits),):
         raise ValueError(f"logits must be (batch, classes) and uniforms (batch,), got {logits.shape} and "

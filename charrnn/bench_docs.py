@@ -1,0 +1,66 @@
+"""The generated benchmark pages in docs/: Markdown tables written from the benchmarks' JSON.
+
+`make bench` writes docs/benchmarks.md and `make bench-quality` docs/quality.md; nobody
+copies a figure by hand, so the pages say what the last run on the machine measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from charrnn.atomic import write_text
+from charrnn.data import PROJECT_ROOT
+
+DOCS_DIR = PROJECT_ROOT / "docs"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(environment: dict) -> str:
+    keys = ("platform", "python", "tensorflow", "keras", "numpy", "cpus")
+    return "Machine: " + ", ".join(f"{key} {environment[key]}" for key in keys if key in environment) + "."
+
+
+def benchmarks_page(result: dict) -> str:
+    """docs/benchmarks.md from `python -m charrnn.bench`'s JSON."""
+    rows = [[row["name"], row["unit"], f"{row['ours']:,.1f}", f"{row['reference']:,.1f}",
+             f"{row['ratio']:.2f}x"] for row in result["rows"]]
+    quick = " (`--quick`: fewer repetitions, noisier)" if result.get("quick") else ""
+    return "\n\n".join([
+        "# Benchmarks",
+        f"Written by `make bench` (`python -m charrnn.bench`){quick}; do not edit by hand. Each row is "
+        "measured in one run against its reference: Géron's construction for the pipeline, training and "
+        "generation rows; tiny Shakespeare (39 characters) for the large-alphabet rows; one device for "
+        "the distributed row. The ratio is charrnn / reference.",
+        machine_line(result.get("environment", {})),
+        markdown_table(["benchmark", "unit", "charrnn", "reference", "ratio"], rows),
+    ]) + "\n"
+
+
+def quality_page(result: dict, figure: str | None = None) -> str:
+    """docs/quality.md from `python -m charrnn.bench_quality`'s JSON: loss per preset and time budget."""
+    rows = [[row["preset"], row["data"], f"{row['budget_minutes']:g}", f"{row['minutes']:.1f}", row["epochs"],
+             f"{row['train_chars']:,}", f"{row['val_loss']:.4f}", f"{row['val_bpc']:.4f}",
+             f"{row['best_val_loss']:.4f}"] for row in result["rows"]]
+    parts = [
+        "# Validation loss per preset and training time",
+        "Written by `make bench-quality`; do not edit by hand. Each preset trains from scratch as a "
+        "stateful run on tiny Shakespeare (last 10% held out), one run at a time; the loss is the "
+        "final epoch's validation cross-entropy in nats, bits/char = loss / ln 2.",
+        machine_line(result.get("machine", {})),
+        markdown_table(["preset", "text", "budget (min)", "minutes", "epochs", "characters",
+                        "val loss", "bits/char", "best val loss"], rows),
+    ]
+    if figure:
+        parts.append(f"![validation bits per character against training time]({figure})")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_page(name: str, text: str, docs_dir: Path = DOCS_DIR) -> Path:
+    path = docs_dir / name
+    write_text(path, text)
+    return path
