@@ -116,7 +116,7 @@ class Generator:
             tuple(tf.TensorSpec([None, size], tf.float32) for size in self.model.state_sizes),
             tf.TensorSpec([CHUNK_STEPS, None], tf.int32),  # prompt_ahead
             tf.TensorSpec([CHUNK_STEPS, None], tf.float32),  # uniforms
-            ids, scalar, scalar,  # lengths, n_steps, first_step
+            ids, scalar, scalar,  # lengths, count, first_step
             tf.TensorSpec([], tf.float32), scalar,  # temperature, top_k
         ])
         self.generate_ids = tf.function(self._generate_ids, input_signature=[
@@ -181,24 +181,24 @@ class Generator:
     def _cpp_ids(self, padded, lengths, n_chars, temperature, top_k, seed) -> np.ndarray:
         """What `generate_ids` returns, from the compiled step loop, on the same uniform numbers."""
         batch, width = padded.shape
-        n_steps = max(width + n_chars - 1, 0)
-        prompt_by_time = np.zeros((n_steps + 1, batch), np.int32)
+        steps = max(width + n_chars - 1, 0)
+        prompt_by_time = np.zeros((steps + 1, batch), np.int32)
         prompt_by_time[:width] = padded.T
-        uniforms = self._uniforms(tf.constant(seed, tf.int64), tf.constant(n_steps), tf.constant(batch))
-        uniforms = uniforms.numpy()[:n_steps]
+        uniforms = self._uniforms(tf.constant(seed, tf.int64), tf.constant(steps), tf.constant(batch))
+        uniforms = uniforms.numpy()[:steps]
         net = cpp_loop.NativeNet(self.model)  # the weights now: the model may have trained since
         produced = cpp_loop.generate(net, prompt_by_time, lengths, uniforms, temperature, top_k)
         positions = lengths[:, None] - 1 + np.arange(n_chars)[None, :]
         return np.take_along_axis(produced.T, positions, axis=1)
 
-    def _chunk(self, current_ids, states, prompt_ahead, uniforms, lengths, n_steps, first_step,
+    def _chunk(self, current_ids, states, prompt_ahead, uniforms, lengths, count, first_step,
                temperature, top_k):
-        """Steps first_step .. first_step + n_steps - 1 (n_steps <= CHUNK_STEPS).
+        """Steps first_step .. first_step + count - 1 (count <= CHUNK_STEPS).
 
         At global step t each stream reads `current_ids` (its character t); its character
         t + 1 is `prompt_ahead[t - first_step]` while t + 1 is inside its prompt, sampled
         otherwise. Returns those characters, shape (CHUNK_STEPS, batch) with rows past
-        n_steps zero, and the carry.
+        `count` zero, and the carry.
         """
         produced = tf.zeros_like(prompt_ahead)
 
@@ -210,7 +210,7 @@ class Generator:
             return step + 1, next_ids, tuple(states), produced
 
         _, current_ids, states, produced = tf.while_loop(
-            lambda step, *_: step < n_steps, body, (tf.constant(0), current_ids, states, produced)
+            lambda step, *_: step < count, body, (tf.constant(0), current_ids, states, produced)
         )
         return produced, current_ids, states
 
@@ -218,8 +218,8 @@ class Generator:
         """New ids, shape (batch, n_chars), after right-padded `prompt_ids` of `lengths`."""
         batch = tf.shape(prompt_ids)[0]
         # Stream i needs lengths[i] + n_chars - 1 steps; the longest prompt sets the count.
-        n_steps = tf.maximum(tf.shape(prompt_ids)[1] + n_chars - 1, 0)
-        uniforms = uniform_table(seed, n_steps, batch)
+        steps = tf.maximum(tf.shape(prompt_ids)[1] + n_chars - 1, 0)
+        uniforms = uniform_table(seed, steps, batch)
         n_chunks = tf.shape(uniforms)[0] // CHUNK_STEPS
         # Prompt characters by position, time-major, zero past each prompt, one chunk of slack.
         slack = n_chunks * CHUNK_STEPS + 1 - tf.shape(prompt_ids)[1]
@@ -231,7 +231,7 @@ class Generator:
             first = index * CHUNK_STEPS
             produced, current_ids, states = self._run_chunk(
                 current_ids, states, prompt_by_time[first + 1 : first + 1 + CHUNK_STEPS],
-                uniforms[first : first + CHUNK_STEPS], lengths, tf.minimum(CHUNK_STEPS, n_steps - first),
+                uniforms[first : first + CHUNK_STEPS], lengths, tf.minimum(CHUNK_STEPS, steps - first),
                 first, temperature, top_k,
             )
             return index + 1, current_ids, states, chunks.write(index, produced)

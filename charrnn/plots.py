@@ -142,10 +142,14 @@ def validation_curves(histories: dict[str, dict], path=None):
     axis a user has, characters the one that compares recipes at equal data.
     """
     fig, (ax_time, ax_chars) = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for label, history in histories.items():
+    # Curves that coincide (the same recipe read at two budgets) stay visible: each its own marker and dash.
+    styles = [(marker, dash) for dash in ("-", "--", ":", "-.") for marker in "o^sDv"]
+    for (label, history), (marker, dash) in zip(histories.items(), styles * len(histories)):
         bits = np.asarray(history["val_loss"]) / math.log(2)
-        ax_time.plot(np.asarray(history[TIME_COLUMN]) / 60, bits, marker="o", markersize=3, label=label)
-        ax_chars.plot(history[CHARS_COLUMN], bits, marker="o", markersize=3, label=label)
+        style = {"marker": marker, "linestyle": dash, "markersize": 4, "markerfacecolor": "none",
+                 "label": label}
+        ax_time.plot(np.asarray(history[TIME_COLUMN]) / 60, bits, **style)
+        ax_chars.plot(history[CHARS_COLUMN], bits, **style)
     ax_time.set(xlabel="training minutes", ylabel="validation bits per character",
                 title="Validation loss against time")
     ax_chars.set(xlabel="training characters seen", title="Validation loss against characters seen")

@@ -14,13 +14,13 @@ import tensorflow as tf
 CHUNK_STEPS = 256  # the generator's steps per compiled call; the uniform table comes in whole chunks
 
 
-def uniform_table(seed, n_steps, batch):
-    """uniforms[t, i] in (0, 1): stream i's draw at step t, for whole chunks covering n_steps steps.
+def uniform_table(seed, steps, batch):
+    """uniforms[t, i] in (0, 1): stream i's draw at step t, in whole chunks covering `steps` steps.
 
     Stream i draws from its own key (seed, i), so its text does not depend on the other
     streams in the batch or on how long they run.
     """
-    rows = tf.maximum((n_steps + CHUNK_STEPS - 1) // CHUNK_STEPS, 1) * CHUNK_STEPS
+    rows = tf.maximum((steps + CHUNK_STEPS - 1) // CHUNK_STEPS, 1) * CHUNK_STEPS
     seed = tf.cast(seed, tf.int64)
     streams = tf.map_fn(
         lambda stream: tf.random.stateless_uniform([rows], tf.stack([seed, stream]), minval=1e-7, maxval=1.0),

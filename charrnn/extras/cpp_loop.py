@@ -302,16 +302,16 @@ def sample(logits, uniforms, temperature: float, top_k: int) -> np.ndarray:
 
 
 def generate(net: NativeNet, prompt_by_time, lengths, uniforms, temperature: float, top_k: int) -> np.ndarray:
-    """Characters 1..n_steps of every stream, time-major (n_steps, batch); see charrnn_generate."""
+    """Characters 1..steps of every stream, time-major (steps, batch); see charrnn_generate."""
     prompt_by_time, lengths, uniforms = _int32(prompt_by_time), _int32(lengths), _float32(uniforms)
-    n_steps, batch = uniforms.shape
-    if prompt_by_time.shape != (n_steps + 1, batch) or lengths.shape != (batch,):
-        raise ValueError(f"prompt_by_time must be ({n_steps + 1}, {batch}) and lengths ({batch},), "
+    steps, batch = uniforms.shape
+    if prompt_by_time.shape != (steps + 1, batch) or lengths.shape != (batch,):
+        raise ValueError(f"prompt_by_time must be ({steps + 1}, {batch}) and lengths ({batch},), "
                          f"got {prompt_by_time.shape} and {lengths.shape}.")
     _check_sampling(temperature, top_k, net.vocab_size)
-    produced = np.zeros((n_steps, batch), np.int32)
+    produced = np.zeros((steps, batch), np.int32)
     _check(_require().charrnn_generate(
-        ctypes.byref(net.struct), batch, n_steps, prompt_by_time.ctypes.data_as(_INT_P),
+        ctypes.byref(net.struct), batch, steps, prompt_by_time.ctypes.data_as(_INT_P),
         lengths.ctypes.data_as(_INT_P), uniforms.ctypes.data_as(_FLOAT_P), temperature, top_k,
         produced.ctypes.data_as(_INT_P)), net.vocab_size)
     return produced
