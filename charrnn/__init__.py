@@ -1,7 +1,7 @@
 """charrnn: character-level GRU language models in TensorFlow 2 / Keras 3.
 
 Modules, one job each: `data` (corpus, split, prepared folder), `tokenizer`,
-`pipelines` (tf.data), `model`, `train`, `runs` (run folders), `generate`,
+`pipelines` (tf.data), `config` (training options), `model`, `train`, `runs` (run folders), `generate`,
 `export`, `layout` (printing texts), `plots`, `bench` (`python -m charrnn.bench`)
 and the CLI (`python -m charrnn`).
 
@@ -25,7 +25,7 @@ _EXPORTS = {
     "stateful_streams": "pipelines",
     "load_run": "runs",
     "read_history": "runs",
-    "TrainConfig": "train",
+    "TrainConfig": "config",
     "train": "train",
     "Generator": "generate",
     "complete_text": "generate",
