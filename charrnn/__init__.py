@@ -27,7 +27,7 @@ _EXPORTS = {
     "stateful_streams": "pipelines",
     "load_run": "runs",
     "read_history": "runs",
-    "TrainConfig": "train",
+    "TrainConfig": "config",
     "train": "train",
     "Generator": "generate",
     "complete_text": "reference",

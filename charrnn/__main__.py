@@ -2,8 +2,8 @@
 
 Only argument parsing lives here; the work is done by `charrnn.train`,
 `charrnn.generate` and `charrnn.export`. `train` runs what notebook 02 (or 03,
-with `--set stateful=true`) runs: that notebook's parameters, then the preset,
-then `--set`; it is the entry point for schedulers and for every multiworker worker.
+with `--set stateful=true`) runs: `TrainConfig.from_preset(--preset, **--set)`;
+it is the entry point for schedulers and for every multiworker worker.
 
 Bad arguments, a missing run or unusable prompt end with one line on stderr
 and exit code 2, as argparse does. TensorFlow's start-up logs are hidden unless
@@ -18,7 +18,6 @@ import math
 import os
 import sys
 import traceback
-from pathlib import Path
 
 
 def quiet_tensorflow() -> None:
@@ -110,52 +109,29 @@ def _generate(args) -> None:
         print(text)
 
 
-def notebook_parameters(path) -> dict:
-    """The literals of a notebook's `parameters` cell (what papermill overrides)."""
-    import ast
-    import json
+def training_config(args):
+    """The TrainConfig of `train`'s arguments: the preset, then --set, then --run."""
+    from charrnn.config import TrainConfig, check_value, parse_settings
 
-    notebook = json.loads(Path(path).read_text())
-    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    tree = ast.parse("".join(cell["source"]))
-    return {node.targets[0].id: ast.literal_eval(node.value)
-            for node in tree.body if isinstance(node, ast.Assign)}
-
-
-def training_parameters(config_path, settings: list[str], dataset=None, run=None) -> dict:
-    """Notebook 02's (or 03's) parameters, overridden by the preset file, `--set`, --dataset and --run."""
-    import yaml
-
-    from charrnn.data import PROJECT_ROOT
-
-    overrides = yaml.safe_load(Path(config_path).read_text()) or {}
-    for setting in settings:
-        key, equals, value = setting.partition("=")
-        if not equals:
-            raise ValueError(f"--set {setting!r}: expected key=value, e.g. --set epochs=3")
-        overrides[key.strip()] = yaml.safe_load(value)
-    overrides.update({key: value for key, value in (("dataset_name", dataset), ("run_name", run)) if value})
-    stateful = overrides.pop("stateful", False)
-    if not isinstance(stateful, bool):
-        raise ValueError(f"stateful must be true or false, got {stateful!r}")
-    name = "03_train_stateful.ipynb" if stateful else "02_train_stateless.ipynb"
-    parameters = notebook_parameters(PROJECT_ROOT / "notebooks" / name)
-    unknown = sorted(set(overrides) - set(parameters))
-    if unknown:
-        raise ValueError(f"unknown parameters {unknown} for notebook {name}; it has {sorted(parameters)}")
-    return {**parameters, **overrides, "stateful": stateful}
+    settings = parse_settings(args.set)
+    for key, flag in (("dataset_name", "--dataset"), ("preset", "--preset"), ("run_name", "--run")):
+        if key in settings:
+            raise ValueError(f"--set {key}=...: give it as {flag} NAME instead")
+    stateful = check_value("stateful", bool, settings.pop("stateful", False))
+    run_name = args.run or ("stateful" if stateful else "stateless")  # the notebooks' run names
+    return TrainConfig.from_preset(args.preset, stateful=stateful, run_name=run_name, **settings)
 
 
 def _train(args) -> None:
-    import dataclasses
-
+    from charrnn.config import plain_name
     from charrnn.data import OUTPUTS_DIR, load_prepared
-    from charrnn.train import TrainConfig, train
 
-    parameters = training_parameters(args.config, args.set, args.dataset, args.run)
-    fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in parameters.items() if key in fields})
-    prepared = load_prepared(OUTPUTS_DIR / "data" / parameters["dataset_name"])
+    if not plain_name(args.dataset):
+        raise ValueError(f"--dataset must be a folder name under outputs/data/, got {args.dataset!r}")
+    config = training_config(args)  # bad options fail here, before training starts
+    from charrnn.train import train
+
+    prepared = load_prepared(OUTPUTS_DIR / "data" / args.dataset)
     print(config, flush=True)
     try:
         _, history = train(config, prepared, OUTPUTS_DIR / "runs")
@@ -201,14 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[verbose],
         help="train a run as notebook 02 (or 03 with --set stateful=true) does; the workers' entry point",
         description="Train into $CHARRNN_OUTPUTS/runs/<run_name> from the prepared data of --dataset, with "
-                    "the notebook's parameters, the preset file's values and --set on top. Resumes an "
+                    "TrainConfig's defaults, the preset's values and --set on top. Resumes an "
                     "unfinished run of the same name.",
     )
-    train.add_argument("--config", required=True, help="preset file, e.g. configs/seed.yaml")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="a parameter (YAML value), repeatable: --set epochs=3 --set strategy=mirrored")
-    train.add_argument("--dataset", help="prepared data under outputs/data/ (default: the notebook's)")
-    train.add_argument("--run", help="run name (the notebook's: stateless, or stateful)")
+    train.add_argument("--preset", default="geron", help="training recipe configs/<name>.yaml (geron)")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="any TrainConfig field (a YAML value), repeatable: --set epochs=3 --set tensorboard=true",
+    )
+    train.add_argument("--dataset", default="tinyshakespeare",
+                       help="prepared data under outputs/data/ (tinyshakespeare)")
+    train.add_argument("--run", help="run name (default: stateless, or stateful)")
 
     generate = commands.add_parser(
         "generate",

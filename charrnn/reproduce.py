@@ -4,7 +4,7 @@
 
 Finds the run's notebook (02 stateless, 03 stateful) and its prepared data (the
 folder under outputs/data/ whose meta matches the data the run recorded),
-executes the notebook through papermill with the recorded parameters into
+executes the notebook through papermill with the recorded options (its `overrides`) into
 `outputs/runs/<name>-reproduced/`, and compares the two history.csv files:
 identical in every column but the wall time (same machine), or the largest
 absolute difference in each column. A time-budgeted run stops where the clock
@@ -53,6 +53,14 @@ def history_rows_without_time(run_dir: Path) -> list[list[str]]:
     return [[fields[i] for i in keep] for fields in lines]
 
 
+def reproduction_parameters(record: dict, run_name: str, dataset_name: str, outputs: Path) -> dict:
+    """The training notebook's parameters for a recorded run: its preset, and every recorded option on top."""
+    chosen = ("data", "run_name", "preset", "stateful")  # not options: the data, names and the notebook
+    return {"preset": record.get("preset"), "run_name": run_name, "dataset_name": dataset_name,
+            "outputs_dir": str(outputs.resolve()),
+            "overrides": {key: value for key, value in record.items() if key not in chosen}}
+
+
 def reproduce(run_name: str, outputs: Path = OUTPUTS_DIR, execution_timeout: int = -1) -> dict:
     import papermill  # here: importing this module for its helpers should not need papermill
 
@@ -66,9 +74,7 @@ def reproduce(run_name: str, outputs: Path = OUTPUTS_DIR, execution_timeout: int
         raise FileExistsError(f"{copy_dir} already exists: look at it, or move it away to reproduce again.")
     data_dir = find_prepared_data(outputs, record["data"])
     notebook = NOTEBOOKS[bool(record["stateful"])]
-    accepted = papermill.inspect_notebook(str(NOTEBOOK_DIR / notebook))
-    parameters = {key: value for key, value in record.items() if key in accepted}
-    parameters.update(run_name=copy_name, dataset_name=data_dir.name, outputs_dir=str(outputs.resolve()))
+    parameters = reproduction_parameters(record, copy_name, data_dir.name, outputs)
     copy_dir.mkdir(parents=True)
     print(f"Re-executing {notebook} for {run_dir} into {copy_dir} ...")
     papermill.execute_notebook(

@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -19,10 +18,10 @@ import tensorflow as tf
 from charrnn.atomic import crash_point, write_text
 from charrnn.baselines import unigram_log_probabilities
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
+from charrnn.config import TrainConfig
 from charrnn.data import PreparedData
 from charrnn.distributed_fit import fit_distributed
 from charrnn.extras.distribute import (
-    check_layout,
     chief_decision,
     distribute_datasets,
     layout_record,
@@ -32,7 +31,6 @@ from charrnn.extras.distribute import (
 from charrnn.model import (
     ResetStatesCallback,
     build_model,
-    check_gru_kernel,
     compile_model,
     resolve_embedding_dim,
 )
@@ -54,90 +52,6 @@ from charrnn.runs import (
 LR_SCHEDULES = ("constant", "cosine")
 DATA_KEYS = ("corpus_sha256", "vocab_size", "lower", "train_fraction", "train_chars")
 LAYOUT_KEYS = ("strategy", "replicas")  # how a run is trained, not what: a resume may change them
-
-
-@dataclass
-class TrainConfig:
-    """Every training parameter; the defaults are the seed's recipe (configs/seed.yaml)."""
-
-    run_name: str = "stateless"
-    preset: str | None = "seed"  # the configs/<preset>.yaml these values started from (a label)
-    stateful: bool = False  # True: consecutive windows of `batch_size` parallel streams
-    units: int = 128  # GRU units per layer (the seed: 128)
-    n_layers: int = 2  # stacked GRU layers (the seed: 2)
-    gru_kernel: str = "keras"  # "fused": FusedGRU, the same GRU with a faster CPU training loop
-    dropout: float = 0.2  # input dropout of each GRU (the seed: 0.2)
-    embedding_dim: int | str | None = "auto"  # "auto": one-hot up to 100 characters, else an Embedding(64)
-    n_steps: int = 100  # characters per window (truncated backprop length)
-    random_offsets: bool = False  # stateful: each epoch cuts its windows 0..n_steps-1 characters later
-    # (stateless runs ignore it: their overlapping windows already start at every offset)
-    shift: int = 1  # stateless only: distance between window starts
-    batch_size: int = 32  # windows per batch; for stateful runs, the number of streams
-    epochs: int = 10
-    steps_per_epoch: int | None = None  # None: every window once (the seed's epoch)
-    validation_steps: int | None = None  # None: the whole validation split
-    learning_rate: float = 1e-3
-    clipnorm: float | None = None  # gradient clipping by norm
-    ema_momentum: float | None = None  # validate and save a moving average of the weights; None: off
-    weight_decay: float | None = None  # decoupled weight decay (AdamW), biases exempt; None: off
-    seed: int = 42
-    early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
-    max_minutes: float | None = None  # time budget for training (validation included); None: none
-    unigram_init: bool = False  # start the output biases at the training text's log frequencies
-    lr_schedule: str = "constant"  # "cosine": decay to 5% of learning_rate over the time budget or the epochs
-    tensorboard: bool = False  # write TensorBoard logs under <run>/logs
-    strategy: str = "none"  # "none" (one device), "mirrored" (local GPUs / CPU replicas), "multiworker"
-    replicas: int | None = None  # mirrored: that many GPUs or logical CPU devices; None: every GPU
-
-    def __post_init__(self):
-        for name in ("units", "n_layers", "n_steps", "shift", "batch_size", "epochs", "seed"):
-            _check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
-        if self.embedding_dim != "auto":
-            resolve_embedding_dim(self.embedding_dim, vocab_size=1)  # raises on anything but None / int >= 1
-        for name in ("steps_per_epoch", "validation_steps", "early_stopping_patience"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1, none_ok=True)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
-        for name in ("learning_rate", "clipnorm", "max_minutes", "weight_decay"):
-            value = getattr(self, name)
-            if name != "learning_rate" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    math.isfinite(value) and value > 0):
-                hint = "" if name == "learning_rate" else " or None (off)"
-                raise ValueError(f"{name} must be a positive number{hint}, got {value!r}.")
-        if not self.run_name or self.run_name.startswith(".") or Path(self.run_name).name != self.run_name:
-            raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
-        for name in ("stateful", "random_offsets", "unigram_init", "tensorboard"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
-        if self.ema_momentum is not None and (isinstance(self.ema_momentum, bool) or not isinstance(
-                self.ema_momentum, (int, float)) or not 0.0 < self.ema_momentum < 1.0):
-            raise ValueError(
-                f"ema_momentum must be a number in (0, 1) or None (off), got {self.ema_momentum!r}.")
-        check_gru_kernel(self.gru_kernel)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
-        if self.preset is not None and not isinstance(self.preset, str):
-            raise ValueError(f"preset must be a name or None, got {self.preset!r}.")
-        check_layout(self.strategy, self.replicas, self.batch_size)  # batch_size is the global batch
-
-    @classmethod
-    def from_record(cls, record: dict) -> TrainConfig:
-        """The config a run's config.json records (its data identity set aside)."""
-        fields = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(record) - fields - {"data"})
-        if unknown:
-            raise ValueError(f"Unknown training parameters {unknown}: this config.json was written by "
-                             "another version of charrnn.")
-        return cls(**{key: value for key, value in record.items() if key in fields})
-
-
-def _check_int(name: str, value, minimum: int, none_ok: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = f"an integer >= {minimum}" + (" or None" if none_ok else "")
-        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
 
 
 class Clock(keras.callbacks.Callback):
@@ -387,7 +301,7 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
             config.embedding_dim, stateful=config.stateful,
             batch_size=config.batch_size // replicas if config.stateful else None,  # per replica
-            gru_kernel=config.gru_kernel,
+            gru_kernel=config.gru_kernel, cell=config.cell,
         )
         # The distributed loop clips the global gradient itself (see distributed_fit).
         compile_model(model, config.learning_rate, None if strategy else config.clipnorm, config.ema_momentum,

@@ -11,10 +11,10 @@ from charrnn.bench_quality import main, merge_rows
 
 def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tmp_path, capsys):
     out = tmp_path / "quality.json"
-    result = main(["--presets", "seed", "--budgets", "0.05", "--max-chars", "40000", "--out", str(out)])
+    result = main(["--presets", "geron", "--budgets", "0.05", "--max-chars", "40000", "--out", str(out)])
     [row] = json.loads(out.read_text())["rows"]
     assert row == result["rows"][0]
-    assert row["preset"] == "seed" and row["budget_minutes"] == 0.05
+    assert row["preset"] == "geron" and row["budget_minutes"] == 0.05
     assert 0.05 <= row["minutes"] < 0.05 + 0.5, "stopped by the budget, plus one validation pass"
     assert row["val_bpc"] > 0 and row["best_val_loss"] <= row["val_loss"]
     assert "cpus" in json.loads(out.read_text())["machine"]
@@ -22,13 +22,13 @@ def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tm
 
 
 def test_an_unknown_preset_fails_before_any_training(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No preset"):
+    with pytest.raises(SystemExit, match="Unknown preset .warp.: the presets are"):
         main(["--presets", "warp", "--out", str(tmp_path / "q.json")])
 
 
 def test_a_constant_rate_preset_trains_once_and_reads_the_smaller_budget_from_its_history(tmp_path):
     out = tmp_path / "quality.json"
-    short, long = main(["--presets", "seed", "--budgets", "0.5", "0.25", "--max-chars", "40000",
+    short, long = main(["--presets", "geron", "--budgets", "0.5", "0.25", "--max-chars", "40000",
                         "--out", str(out)])["rows"]
     assert short["run"] == long["run"], "one run for both budgets"
     assert "read_from" in short and "read_from" not in long
@@ -36,7 +36,7 @@ def test_a_constant_rate_preset_trains_once_and_reads_the_smaller_budget_from_it
 
 
 def test_a_new_measurement_replaces_only_its_own_rows():
-    old = [{"preset": "seed", "data": "lower", "budget_minutes": 10, "val_loss": 1.6},
+    old = [{"preset": "geron", "data": "lower", "budget_minutes": 10, "val_loss": 1.6},
            {"preset": "fast", "data": "lower", "budget_minutes": 10, "val_loss": 1.5}]
     new = [{"preset": "fast", "data": "lower", "budget_minutes": 10, "val_loss": 1.4}]
     assert merge_rows(old, new) == [old[0], new[0]]

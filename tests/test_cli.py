@@ -1,7 +1,8 @@
-"""`python -m charrnn generate | export`: output, exit codes, one-line errors."""
+"""`python -m charrnn train | generate | export`: output, exit codes, one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from charrnn.__main__ import main
+from charrnn.__main__ import build_parser, main, training_config
 
 
 def run_main(capsys, *argv) -> tuple[int, str, str]:
@@ -24,9 +25,9 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_module(*argv, cwd=None) -> subprocess.CompletedProcess:
+def run_module(*argv, cwd=None, **variables) -> subprocess.CompletedProcess:
     """The CLI in a fresh process, with no TensorFlow log settings in the environment (a new user's shell)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TF_CPP_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TF_CPP_")} | variables
     return subprocess.run(
         [sys.executable, "-m", "charrnn", *argv], capture_output=True, text=True, timeout=300, cwd=cwd,
         env=env,
@@ -143,3 +144,59 @@ def test_export_overwrite_never_deletes_a_run_or_a_foreign_folder(capsys, genera
     assert code == 2 and stdout == ""
     assert message in err and len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before  # nothing deleted, nothing written
+
+
+def test_train_options_build_the_config_from_the_preset_and_set():
+    args = build_parser().parse_args(["train", "--preset", "fast", "--set", "tensorboard=true",
+                                      "--set", "stateful=true", "--set", "units=64"])
+    config = training_config(args)
+    assert (config.preset, config.stateful, config.tensorboard, config.units) == ("fast", True, True, 64)
+    assert config.run_name == "stateful" and config.lr_schedule == "cosine"  # the mode's run, fast's schedule
+    stateless = training_config(build_parser().parse_args(["train", "--run", "mine"]))
+    assert (stateless.preset, stateless.run_name, stateless.steps_per_epoch) == ("geron", "mine", 1000)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "dropout=abc"], "dropout must be a number in [0, 1), got 'abc'"),
+    (["--set", "tensorbord=true"], "did you mean tensorboard"),
+    (["--set", "epochs"], "is not key=value"),
+    (["--preset", "nonexistent"], "Unknown preset 'nonexistent': the presets are fast, geron"),
+    (["--set", "dataset_name=x"], "--set dataset_name=...: give it as --dataset NAME instead"),
+    (["--dataset", "../x"], "--dataset must be a folder name"),
+    (["--set", "stateful=maybe"], "stateful must be true or false"),
+])
+def test_train_bad_options_exit_2_with_one_line(capsys, argv, message):
+    code, out, err = run_main(capsys, "train", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def train_tiny(tiny_text, outputs: Path, run: str, **settings) -> subprocess.CompletedProcess:
+    """`python -m charrnn train` in a fresh process on a tiny prepared dataset under `outputs`."""
+    from charrnn.data import prepare_data
+
+    prepare_data(tiny_text, outputs / "data" / "tiny")
+    tiny = {"epochs": 1, "steps_per_epoch": 3, "validation_steps": 1, "units": 8, "n_layers": 1,
+            "n_steps": 20, "batch_size": 4}
+    argv = ["train", "--dataset", "tiny", "--run", run]
+    for key, value in {**tiny, **settings}.items():
+        argv += ["--set", f"{key}={value}"]
+    return run_module(*argv, cwd=Path(__file__).resolve().parents[1], CHARRNN_OUTPUTS=str(outputs))
+
+
+def test_train_trains_a_tiny_run_with_the_preset_and_set(tiny_text, tmp_path):
+    result = train_tiny(tiny_text, tmp_path, "tiny-cli", stateful="true", dropout=0)
+    assert result.returncode == 0, result.stderr[-2000:]
+    recorded = json.loads((tmp_path / "runs" / "tiny-cli" / "config.json").read_text())
+    assert (recorded["preset"], recorded["stateful"], recorded["units"], recorded["dropout"]) == (
+        "geron", True, 8, 0.0)
+    assert "final val_loss" in result.stdout
+
+
+def test_train_set_tensorboard_true_writes_logs(tiny_text, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard=true needs the tensorboard package")
+    result = train_tiny(tiny_text, tmp_path, "tb", tensorboard="true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "runs" / "tb"
+    assert (run / "logs").is_dir() and any((run / "logs").rglob("*tfevents*"))
+    assert json.loads((run / "config.json").read_text())["tensorboard"] is True

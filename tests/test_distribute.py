@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn.__main__ import training_parameters
 from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import prepare_data
 from charrnn.extras.distribute import make_strategy
@@ -208,17 +207,15 @@ def cluster_outputs(tiny_text, tmp_path):
 
 
 def cli_args(run: str, settings: dict) -> list[str]:
-    argv = ["--config", "configs/seed.yaml", "--dataset", "tiny", "--run", run]
+    argv = ["--preset", "geron", "--dataset", "tiny", "--run", run]
     for key, value in settings.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     return argv
 
 
 def one_device_history(settings, cluster_outputs, tmp_path):
-    parameters = training_parameters(ROOT / "configs" / "seed.yaml", [f"{k}={json.dumps(v)}" for k, v in
-                                                                      settings.items()], "tiny", "reference")
-    fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{**{k: v for k, v in parameters.items() if k in fields}, "strategy": "none"})
+    # What the workers' `python -m charrnn train --preset geron --set ...` builds, on one device.
+    config = TrainConfig.from_preset("geron", **{**settings, "run_name": "reference", "strategy": "none"})
     from charrnn.data import load_prepared
 
     return train(config, load_prepared(cluster_outputs / "data" / "tiny"), tmp_path / "one", verbose=0)[1]

@@ -173,9 +173,9 @@ def test_same_run_name_with_other_parameters_is_refused(finished_run, tiny_data)
 @pytest.mark.parametrize("kwargs", [{"units": 0}, {"epochs": 0}, {"run_name": ""},
                                     {"run_name": f"a{os.sep}b"}, {"clipnorm": -1}, {"clipnorm": 0},
                                     {"max_minutes": 0}, {"learning_rate": float("nan")},
-                                    {"random_offsets": 1, "stateful": True},
+                                    {"random_offsets": 2, "stateful": True},
                                     {"ema_momentum": 0}, {"ema_momentum": 1.0}, {"ema_momentum": True},
-                                    {"weight_decay": 0}, {"weight_decay": -0.1}, {"weight_decay": "0.1"}])
+                                    {"weight_decay": 0}, {"weight_decay": -0.1}, {"weight_decay": "0.1x"}])
 def test_bad_train_config_is_refused(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
