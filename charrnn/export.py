@@ -136,6 +136,11 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
                 f"{path} {where} the run folder {folder}: an export there could replace the run's files. "
                 "Export to a folder outside every run, e.g. outputs/export/<run>."
             )
+    existing = next(folder for folder in (path.absolute(), *path.absolute().parents) if folder.exists())
+    if existing != path.absolute() and not existing.is_dir():
+        raise ValueError(f"{path} cannot be created: {existing} is a file, not a folder. Choose another --out.")
+    if not os.access(existing if existing != path.absolute() else existing.parent, os.W_OK):
+        raise ValueError(f"{path} cannot be written: {existing} is read-only. Choose another --out.")
     if not path.exists() and not path.is_symlink():
         return path
     if not overwrite:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -122,3 +123,16 @@ def test_export_never_replaces_silently_and_leaves_no_temporary_folders(run, exp
     export_generator(run.model, run.tokenizer, exported, overwrite=True)
     assert not stamp.exists() and (exported / "saved_model.pb").is_file()
     assert sorted(p.name for p in exported.parent.iterdir()) == [exported.name]
+
+
+def test_export_under_a_file_or_a_read_only_folder_is_one_clear_error(run, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="a-file is a file, not a folder"):
+        export_generator(run.model, run.tokenizer, blocker / "export")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else
+                        real_access(path, mode))  # as on a read-only file system, where even root cannot write
+    with pytest.raises(ValueError, match="is read-only"):
+        export_generator(run.model, run.tokenizer, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
