@@ -138,7 +138,8 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
             )
     existing = next(folder for folder in (path.absolute(), *path.absolute().parents) if folder.exists())
     if existing != path.absolute() and not existing.is_dir():
-        raise ValueError(f"{path} cannot be created: {existing} is a file, not a folder. Choose another --out.")
+        raise ValueError(f"{path} cannot be created: {existing} is a file, not a folder. "
+                         "Choose another --out.")
     if not os.access(existing if existing != path.absolute() else existing.parent, os.W_OK):
         raise ValueError(f"{path} cannot be written: {existing} is read-only. Choose another --out.")
     if not path.exists() and not path.is_symlink():

@@ -131,8 +131,9 @@ def test_export_under_a_file_or_a_read_only_folder_is_one_clear_error(run, tmp_p
     with pytest.raises(ValueError, match="a-file is a file, not a folder"):
         export_generator(run.model, run.tokenizer, blocker / "export")
     real_access = os.access
+    # As on a read-only file system, where even root cannot write.
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else
-                        real_access(path, mode))  # as on a read-only file system, where even root cannot write
+                        real_access(path, mode))
     with pytest.raises(ValueError, match="is read-only"):
         export_generator(run.model, run.tokenizer, tmp_path / "export")
     assert not (tmp_path / "export").exists()
