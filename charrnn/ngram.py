@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.baselines import check_ids
+
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # used where the count-of-counts cannot give discounts
 
 
@@ -47,24 +49,6 @@ def _check_order(order) -> int:
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
         raise ValueError(f"order must be an integer >= 1 (1 = unigram), got {order!r}.")
     return int(order)
-
-
-def _check_ids(name: str, ids, vocab_size: int, allow_empty: bool = False) -> np.ndarray:
-    """A 1-D int64 copy of `ids`, refused with a message when it cannot be token ids 1..vocab_size."""
-    array = np.asarray(ids)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of token ids, got shape {array.shape}.")
-    if array.size == 0:
-        if allow_empty:
-            return np.zeros(0, np.int64)
-        raise ValueError(f"{name} is empty: pass at least one token id.")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer token ids, got dtype {array.dtype}: "
-                         "encode the text first.")
-    if array.min() < 1 or array.max() > vocab_size:
-        raise ValueError(f"{name} must be in 1..vocab_size={vocab_size}, got {array.min()}..{array.max()}: "
-                         "ids start at 1 (0 is padding) and vocab_size must count every character.")
-    return array.astype(np.int64)
 
 
 def estimate_discounts(counts: np.ndarray) -> tuple[float, float, float]:
@@ -160,7 +144,7 @@ class NGramModel:
 
     def log2_probs(self, ids) -> np.ndarray:
         """log2 P(ids[i] | up to order-1 ids before it) for every position; an empty input gives []."""
-        ids = _check_ids("ids", ids, self.vocab_size, allow_empty=True)
+        ids = check_ids("ids", ids, self.vocab_size, allow_empty=True)
         probs = np.full(len(ids), 1.0 / self.vocab_size)
         previous = np.zeros(len(ids) + 1, np.int64)  # rank of the (k-1)-gram ending at i - 1, -1: none
         for level in self._levels:
@@ -175,12 +159,12 @@ class NGramModel:
 
     def bits_per_char(self, ids) -> float:
         """Cross-entropy of `ids` under the model, in bits per character."""
-        ids = _check_ids("ids", ids, self.vocab_size)
+        ids = check_ids("ids", ids, self.vocab_size)
         return float(-self.log2_probs(ids).mean())
 
     def distribution(self, context_ids=()) -> np.ndarray:
         """P(next id | context) for ids 1..V (index id - 1); sums to 1. Only the last order-1 ids count."""
-        context = _check_ids("context_ids", context_ids, self.vocab_size, allow_empty=True)
+        context = check_ids("context_ids", context_ids, self.vocab_size, allow_empty=True)
         context = context[max(0, len(context) - (self.order - 1)):]
         suffix_ranks = self._suffix_ranks(context)
         targets = np.arange(1, self.vocab_size + 1)
@@ -204,7 +188,7 @@ class NGramModel:
 def fit_kneser_ney(train_ids, vocab_size: int, order: int) -> NGramModel:
     """An order-`order` character model of `train_ids` (ids 1..vocab_size); order 1 is a unigram model."""
     vocab_size, order = _check_vocab_size(vocab_size), _check_order(order)
-    train_ids = _check_ids("train_ids", train_ids, vocab_size)
+    train_ids = check_ids("train_ids", train_ids, vocab_size)
     return NGramModel(_count_grams(train_ids, vocab_size + 1, order), vocab_size, order)
 
 
@@ -214,7 +198,7 @@ def ngram_curve(train_ids, val_ids, vocab_size: int, orders=range(1, 11)) -> dic
     orders = [_check_order(order) for order in orders]
     if not orders:
         raise ValueError("orders is empty: pass the n-gram orders to score, e.g. range(1, 11).")
-    train_ids = _check_ids("train_ids", train_ids, vocab_size)
-    val_ids = _check_ids("val_ids", val_ids, vocab_size)
+    train_ids = check_ids("train_ids", train_ids, vocab_size)
+    val_ids = check_ids("val_ids", val_ids, vocab_size)
     tables = _count_grams(train_ids, vocab_size + 1, max(orders))
     return {order: NGramModel(tables, vocab_size, order).bits_per_char(val_ids) for order in orders}
