@@ -1,13 +1,13 @@
 """Smoothed character n-gram models: the context-aware baseline a Char-RNN must beat.
 
 Smoothing: interpolated *modified* Kneser–Ney (Chen & Goodman 1998, "An empirical study of
-smoothing techniques for language modeling", section 3, eqs. 17 and 26). At each order k:
+smoothing techniques for language modeling"), three discounts per order. At each order k:
 
     P_k(w | h) = (c(hw) - D(c(hw))) / c(h·)  +  gamma(h) * P_{k-1}(w | h')
-    gamma(h)   = (D1 N1(h·) + D2 N2(h·) + D3 N3+(h·)) / c(h·)
+    gamma(h)   = (D1 N1(h·) + D2 N2(h·) + D3+ N3+(h·)) / c(h·)
 
 where h' drops the oldest character of h, D(c) is D1, D2 or D3+ for c = 1, 2, >= 3, and N_r(h·)
-counts the characters that follow h exactly r times. The highest order counts occurrences; every
+counts the characters w with c(hw) = r (N3+: r >= 3). The highest order counts occurrences; every
 lower order counts continuations, c(hw) = N1+(·hw), the number of distinct characters seen just
 before hw (the start of the training text counts as one such character). Order 1 interpolates
 with the uniform distribution 1/V, so every probability is > 0. A context never followed by a
@@ -52,7 +52,7 @@ def _check_order(order) -> int:
 
 
 def estimate_discounts(counts: np.ndarray) -> tuple[float, float, float]:
-    """(D1, D2, D3+) from the count-of-counts of `counts` (Chen & Goodman eq. 26), else the fallback."""
+    """(D1, D2, D3+) from the count-of-counts of `counts` (Chen & Goodman), else the fallback."""
     n1, n2, n3, n4 = np.bincount(np.minimum(counts, 5), minlength=6)[1:5].astype(float)
     if min(n1, n2, n3, n4) == 0:
         return FALLBACK_DISCOUNTS
