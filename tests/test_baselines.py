@@ -33,3 +33,9 @@ def test_unigram_beats_uniform_on_skewed_text_and_equals_it_on_flat_text():
 def test_bad_ids_are_refused(train, val):
     with pytest.raises(ValueError):
         unigram_bits_per_char(np.array(train, dtype=int), np.array(val, dtype=int), vocab_size=3)
+
+
+@pytest.mark.parametrize("val, message", [(np.array([1.0, 2.0]), "integer"), (np.array([[1, 2]]), "1-D")])
+def test_ids_that_are_not_encoded_text_are_refused(val, message):
+    with pytest.raises(ValueError, match=message):
+        unigram_bits_per_char(np.array([1, 2]), val, vocab_size=3)
