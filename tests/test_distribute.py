@@ -28,7 +28,7 @@ import pytest
 from charrnn.__main__ import training_parameters
 from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import prepare_data
-from charrnn.distribute import make_strategy
+from charrnn.extras.distribute import make_strategy
 from charrnn.runs import TIME_COLUMN, load_run, read_history
 from charrnn.train import TrainConfig, train
 

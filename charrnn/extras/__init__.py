@@ -1,0 +1,4 @@
+"""Optional accelerators and scale-out.
+
+Each behind one switch, tested equal to the core path, falls back with one message.
+"""
