@@ -1,4 +1,3 @@
-"""Optional accelerators and scale-out.
-
-Each behind one switch, tested equal to the core path, falls back with one message.
+"""Optional accelerators and scale-out: each behind one switch, tested equal to the core path,
+falls back with one message.
 """
