@@ -138,7 +138,7 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
     Validation mirrors the training layout. Stateless training repeats its
     shuffled windows; a resumed run skips the batches its finished epochs read,
     so it sees the same data as a run that was never interrupted. `part=(r, R)`:
-    replica r's rows of every batch (see `distribute`).
+    replica r's rows of every batch (see `charrnn.extras.distribute`).
     """
     vocab_size = data.tokenizer.vocab_size
     one_hot = resolve_embedding_dim(config.embedding_dim, vocab_size, warn=False) is None
@@ -256,6 +256,7 @@ def train(
 
 
 def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose, strategy):
+    """Build (or restore) the model, write or trim the run's records, run the loop, save the final model."""
     # Same seed, same machine, same history: seeded Python/NumPy/TF and deterministic kernels.
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
