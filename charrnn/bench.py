@@ -11,6 +11,8 @@ Rows:
               (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s;
               and generation chars/s of the compiled step loop (backend="cpp") vs the XLA loop for both
   vocab       stateful training chars/s and the logits' size per batch for 39..6,000 classes (random ids)
+  loop        stateful training chars/s of the training loop (charrnn.loop, every strategy's) vs `model.fit`,
+              same model and data: tiny Shakespeare (one-hot) and 2,798 classes (embedding_dim="auto")
   distribute  training chars/s of the mirrored loop on 2 logical CPU devices vs 1 (each in a fresh process),
               the gradient bytes all-reduced per step, and the on-paper speed-up of R real replicas
 
@@ -130,7 +132,7 @@ def compare_speed(
 
 
 def bench_pipeline(train_ids, vocab_size, quick):
-    ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, one_hot=False, seed=0)
+    ours = shuffled_windows(train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
     geron = geron_windows(train_ids - 1, vocab_size)
     ours_rate = batches_per_second(ours, 300 if quick else 3000)
     geron_rate = batches_per_second(geron, 30 if quick else 200)
@@ -140,7 +142,7 @@ def bench_pipeline(train_ids, vocab_size, quick):
 def bench_training(train_ids, vocab_size, quick):
     """Géron's model and hyperparameters: keras.layers.GRU and FusedGRU against his construction."""
     windows = lambda: shuffled_windows(  # noqa: E731
-        train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, one_hot=False, seed=0)
+        train_ids, N_STEPS, 1, BATCH_SIZE, vocab_size=vocab_size, seed=0)
     rates = best_training_rates({
         "keras": (compile_model(build_model(vocab_size)), windows()),
         "fused": (compile_model(build_model(vocab_size, gru_kernel="fused")), windows()),
@@ -175,7 +177,7 @@ def stateful_training_rate(train_ids, vocab_size, quick) -> float:
     embedding_dim = resolve_embedding_dim("auto", vocab_size)
     model = compile_model(build_model(vocab_size, embedding_dim=embedding_dim, stateful=True,
                                       batch_size=BATCH_SIZE))
-    dataset = stateful_streams(train_ids, N_STEPS, BATCH_SIZE, vocab_size=vocab_size, one_hot=False)
+    dataset = stateful_streams(train_ids, N_STEPS, BATCH_SIZE, vocab_size=vocab_size)
     rates = best_training_rates({"model": (model, dataset)}, steps=10 if quick else 40,
                                 rounds=1 if quick else 3)
     return rates["model"]
@@ -232,13 +234,67 @@ def bench_vocab(quick):
     return rows
 
 
+def loop_and_fit_rates(train_ids, vocab_size, quick) -> tuple[float, float]:
+    """Stateful 2xGRU(128) training chars/s of `TrainingLoop.train_epoch` and of `model.fit`, taking turns.
+
+    One model and dataset for both; each is timed from its first batch's end to its last's (best round).
+    """
+    from charrnn.checkpoint import TrainingState
+    from charrnn.loop import TrainingLoop
+    from charrnn.train import TrainConfig
+
+    embedding_dim = resolve_embedding_dim("auto", vocab_size)
+    model = compile_model(build_model(vocab_size, embedding_dim=embedding_dim, stateful=True,
+                                      batch_size=BATCH_SIZE))
+    dataset = stateful_streams(train_ids, N_STEPS, BATCH_SIZE, vocab_size=vocab_size).repeat()
+    steps, rounds = (10, 1) if quick else (40, 3)
+    marks = []
+    marker = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: marks.append(time.perf_counter()))
+    config = TrainConfig(stateful=True, batch_size=BATCH_SIZE, n_steps=N_STEPS)
+    loop = TrainingLoop(config, model, TrainingState(), steps, run_dir=None, callbacks=[marker])  # no records
+    iterator = iter(dataset)
+    runs = {"loop": lambda: loop.train_epoch(iterator),
+            "fit": lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[marker])}
+    best = dict.fromkeys(runs, 0.0)
+    for round_index in range(rounds + 1):  # round 0 traces and warms up
+        for name, run in runs.items():
+            marks.clear()
+            run()
+            if round_index:
+                rate = (len(marks) - 1) * BATCH_SIZE * N_STEPS / (marks[-1] - marks[0])
+                best[name] = max(best[name], rate)
+    return best["loop"], best["fit"]
+
+
+def bench_loop(english_ids, english_tokenizer, chinese_path, quick):
+    """The training loop against `model.fit`: tiny Shakespeare, and 2,798 classes (corpus or random ids)."""
+    if chinese_path and chinese_path.is_file():
+        text = load_corpus(chinese_path)
+        tokenizer = CharTokenizer.fit(text)
+        large = (f"{chinese_path.stem} ({tokenizer.vocab_size:,})", split_ids(tokenizer.encode(text))[0],
+                 tokenizer.vocab_size)
+    else:
+        ids = np.random.default_rng(0).integers(1, 2799, size=200_000).astype(np.int32)
+        large = ("2,798 random classes", ids, 2798)
+    rows = []
+    small = ("tiny Shakespeare (39)", english_ids, english_tokenizer.vocab_size)
+    for label, ids, vocab_size in [small, large]:
+        loop_rate, fit_rate = loop_and_fit_rates(ids, vocab_size, quick)
+        print(f"loop vs fit, {label}: {loop_rate:,.0f} vs {fit_rate:,.0f} chars/s "
+              f"({loop_rate / fit_rate:.3f}x)")
+        rows.append({"name": f"training loop vs model.fit, stateful 2xGRU128, {label}", "unit": "chars/s",
+                     "ours": loop_rate, "reference": fit_rate})
+    return rows
+
+
 LINK_LATENCY = 50e-6  # seconds per ring hop on a data-centre TCP network (a typical figure, not measured)
 
 
 def replica_rate(replicas: int, quick: bool) -> dict:
     """Run in a fresh process: chars/s of the mirrored loop on `replicas` logical CPU devices."""
-    from charrnn.distributed_fit import make_steps
     from charrnn.extras.distribute import distribute_datasets, make_strategy
+    from charrnn.loop import make_steps
 
     strategy = make_strategy("mirrored", replicas, BATCH_SIZE)  # before anything starts TensorFlow
     text = load_corpus()
@@ -298,7 +354,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["pipeline", "training", "generation", "corpora", "vocab",
-                                           "distribute"],
+                                           "loop", "distribute"],
                         action="append",
                         help="run only these rows (repeatable); default: all")
     parser.add_argument("--quick", action="store_true",
@@ -312,7 +368,7 @@ def main(argv=None) -> dict:
     if args.replica_rate:
         print(json.dumps(replica_rate(args.replica_rate, args.quick)))
         return {}
-    only = set(args.only or ["pipeline", "training", "generation", "corpora", "vocab", "distribute"])
+    only = set(args.only or ["pipeline", "training", "generation", "corpora", "vocab", "loop", "distribute"])
 
     text = load_corpus()
     tokenizer = CharTokenizer.fit(text)
@@ -331,6 +387,8 @@ def main(argv=None) -> dict:
             print(f"corpora rows skipped: no --chinese-corpus file ({args.chinese_corpus})")
     if "vocab" in only:
         rows.extend(bench_vocab(args.quick))
+    if "loop" in only:
+        rows.extend(bench_loop(train_ids, tokenizer, args.chinese_corpus, args.quick))
     if "distribute" in only:
         rows.append(bench_distribute(args.quick))
     for row in rows:

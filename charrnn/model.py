@@ -198,27 +198,12 @@ def to_stateless(model: CharRNN) -> CharRNN:
     return stateless
 
 
-class ResetStatesCallback(keras.callbacks.Callback):
-    """Start every epoch, and every validation pass, from a zero state."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        reset_states(self.model)
-
-    def on_test_begin(self, logs=None):
-        reset_states(self.model)
-
-    def on_test_end(self, logs=None):
-        reset_states(self.model)
-
-
-def check_gru_kernel(gru_kernel) -> None:
-    if gru_kernel not in GRU_KERNELS:
-        raise ValueError(f"gru_kernel must be one of {sorted(GRU_KERNELS)}, got {gru_kernel!r}.")
-
-
-def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: float | None = None,
-                  ema_momentum: float | None = None, weight_decay: float | None = None):
+def compile_model(model: keras.Model, learning_rate: float = 1e-3, ema_momentum: float | None = None,
+                  weight_decay: float | None = None):
     """Adam on the cross-entropy of the logits, with accuracy as metric.
+
+    Training runs `charrnn.loop`, which computes its loss, accuracy and gradient clipping
+    itself; the compiled loss and metric serve `model.evaluate` (and `fit`, for comparisons).
 
     `ema_momentum`: Adam also keeps an exponential moving average of the weights (Keras's
     `use_ema`); `keras.callbacks.SwapEMAWeights` evaluates with it, and
@@ -227,12 +212,11 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: flo
     `weight_decay`: each step shrinks the kernels and embeddings by learning rate × weight_decay
     of themselves, apart from the gradient (AdamW's decoupled decay); biases are left alone.
 
-    Bits per character are the loss / ln 2: training derives them from the epoch's
-    losses (`charrnn.train.BitsPerChar`). As a metric they would compute the softmax
-    cross-entropy a second time every batch, 30 ms of a 165 ms step at 2,798 characters.
+    Bits per character are the loss / ln 2: the loop derives them from the epoch's losses;
+    as a metric they would compute the softmax cross-entropy a second time every batch.
     """
     optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate, clipnorm=clipnorm, weight_decay=weight_decay,
+        learning_rate=learning_rate, weight_decay=weight_decay,
         use_ema=ema_momentum is not None, ema_momentum=ema_momentum or 0.99)
     if weight_decay is not None:
         optimizer.exclude_from_weight_decay(var_names=["bias"])
@@ -240,6 +224,6 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3, clipnorm: flo
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,  # XLA measured ~25% slower for these GRUs on CPU
+        jit_compile=False,  # XLA is slower for these GRUs on CPU (docs/recipes.md)
     )
     return model

@@ -1,10 +1,8 @@
 """tf.data pipelines: shuffled overlapping windows (stateless) and parallel streams (stateful).
 
-Ids come from `CharTokenizer` (1..vocab_size). The model's classes are `id - 1`
-(0..vocab_size-1), as in the seed, which subtracted 1 after tokenizing:
-targets are `id - 1`, one-hot inputs are `one_hot(id - 1, vocab_size)` (so a
-padding id 0 becomes an all-zero vector), and id inputs are the ids themselves
-(for an `Embedding` with `input_dim = vocab_size + 1`, 0 free for masking).
+Ids come from `CharTokenizer` (1..vocab_size). The model reads the ids themselves (it
+one-hots or embeds them) and predicts classes `id - 1` (0..vocab_size-1), as Géron's
+notebook did by subtracting 1 after tokenizing: inputs are ids, targets `id - 1`.
 """
 
 from __future__ import annotations
@@ -13,11 +11,6 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def model_inputs(ids, vocab_size: int, one_hot: bool):
-    """What the model reads for token `ids`: one-hot vectors or the ids themselves."""
-    return tf.one_hot(ids - 1, vocab_size) if one_hot else ids
 
 
 def _check(ids, n_steps: int, batch_size: int, vocab_size: int | None, what: str) -> np.ndarray:
@@ -40,11 +33,8 @@ def _check(ids, n_steps: int, batch_size: int, vocab_size: int | None, what: str
     return ids.astype(np.int32)
 
 
-def _to_xy(vocab_size: int, one_hot: bool):
-    def split(windows):
-        return model_inputs(windows[..., :-1], vocab_size, one_hot), windows[..., 1:] - 1
-
-    return split
+def _to_xy(windows):
+    return windows[..., :-1], windows[..., 1:] - 1
 
 
 def count_windows(n_ids: int, n_steps: int, shift: int) -> int:
@@ -63,7 +53,6 @@ def shuffled_windows(
     batch_size: int = 32,
     *,
     vocab_size: int,
-    one_hot: bool = True,
     shuffle: bool = True,
     shuffle_buffer: int | None = None,
     seed: int | None = None,
@@ -92,7 +81,7 @@ def shuffled_windows(
         starts = starts.shuffle(shuffle_buffer or n_windows, seed=seed, reshuffle_each_iteration=True)
     corpus = tf.constant(ids)
     offsets = tf.range(n_steps + 1, dtype=tf.int64)
-    to_xy = _to_xy(vocab_size, one_hot)
+    to_xy = _to_xy
     dataset = starts.batch(batch_size, drop_remainder=drop_remainder)
     if repeat:  # after batching: every pass (reshuffled) starts a new batch
         dataset = dataset.repeat()
@@ -136,7 +125,6 @@ def stateful_streams(
     batch_size: int = 32,
     *,
     vocab_size: int,
-    one_hot: bool = True,
     part: tuple[int, int] | None = None,
     offsets_seed: int | None = None,
     first_epoch: int = 0,
@@ -158,7 +146,7 @@ def stateful_streams(
         part[0] * batch_size // part[1], (part[0] + 1) * batch_size // part[1])
     if offsets_seed is None:
         dataset = tf.data.Dataset.from_tensor_slices(stream_windows(ids, n_steps, batch_size)[:, rows])
-        return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)
+        return dataset.map(_to_xy).prefetch(AUTOTUNE)
     usable = len(ids) - n_steps + 1  # room for every offset: each epoch has the same batches
     n_batches = count_stream_batches(usable, n_steps, batch_size)
     n_batches = min(n_batches, epoch_batches or n_batches)
@@ -174,7 +162,7 @@ def stateful_streams(
             lambda batch: tf.gather(corpus, offset + batch * n_steps + window))
 
     dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
-    return dataset.map(_to_xy(vocab_size, one_hot)).prefetch(AUTOTUNE)
+    return dataset.map(_to_xy).prefetch(AUTOTUNE)
 
 
 def _epoch_offset(seed, epoch, n_steps: int):

@@ -1,15 +1,15 @@
-"""Fitting a Char-RNN into a run directory: validation, checkpoints, resume, reproducibility."""
+"""Training a Char-RNN into a run directory: its datasets, the run folder's decisions, resume.
+
+The loop itself, for every strategy, is `charrnn.loop`."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 
 import keras
@@ -17,10 +17,9 @@ import tensorflow as tf
 
 from charrnn.atomic import crash_point, write_text
 from charrnn.baselines import unigram_log_probabilities
-from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore, save_checkpoint
+from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore
 from charrnn.config import TrainConfig
 from charrnn.data import PreparedData
-from charrnn.distributed_fit import fit_distributed
 from charrnn.extras.distribute import (
     chief_decision,
     distribute_datasets,
@@ -28,19 +27,13 @@ from charrnn.extras.distribute import (
     make_strategy,
     worker_folder,
 )
-from charrnn.model import (
-    ResetStatesCallback,
-    build_model,
-    compile_model,
-    resolve_embedding_dim,
-)
+from charrnn.loop import TrainingLoop
+from charrnn.model import build_model, compile_model, resolve_embedding_dim
 from charrnn.pipelines import count_stream_batches, count_windows, shuffled_windows, stateful_streams
 from charrnn.runs import (
     BEST_FILE,
-    CHARS_COLUMN,
     HISTORY_FILE,
     MODEL_FILE,
-    TIME_COLUMN,
     load_run,
     read_config,
     read_history,
@@ -49,122 +42,9 @@ from charrnn.runs import (
     write_run_records,
 )
 
-LR_SCHEDULES = ("constant", "cosine")
 DATA_KEYS = ("corpus_sha256", "vocab_size", "lower", "train_fraction", "train_chars")
-LAYOUT_KEYS = ("strategy", "replicas")  # how a run is trained, not what: a resume may change them
-
-
-class Clock(keras.callbacks.Callback):
-    """Training seconds and characters across attempts, into each epoch's logs; stops at the time budget.
-
-    A spent budget stops at the next batch boundary, inside an epoch if need be;
-    Keras then still validates and ends the epoch, so the last row is a partial epoch.
-    """
-
-    def __init__(self, state: TrainingState, chars_per_batch: int, budget_seconds: float | None,
-                 agree=None):
-        super().__init__()
-        self.agree = agree  # multiworker: flag -> the chief's flag, so every worker stops at the same batch
-        self.seconds_before, self.chars = state.train_seconds, state.train_chars
-        self.chars_per_batch = chars_per_batch
-        self.budget_seconds = budget_seconds
-        self.budget_spent = False
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return self.seconds_before + time.perf_counter() - self.start
-
-    def _check_budget(self):
-        if self.budget_seconds is None:
-            return
-        spent = self.seconds() >= self.budget_seconds
-        if self.agree is not None:
-            spent = self.agree(spent)
-        if spent:
-            self.budget_spent = True
-            self.model.stop_training = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.chars += self.chars_per_batch
-        self._check_budget()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._check_budget()
-        logs[TIME_COLUMN] = round(self.seconds(), 3)
-        logs[CHARS_COLUMN] = self.chars
-
-
-class BitsPerChar(keras.callbacks.Callback):
-    """The epoch's bpc and val_bpc columns, from its losses: the cross-entropy in bits is loss / ln 2."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        for prefix in ("", "val_"):
-            if f"{prefix}loss" in logs:
-                logs[f"{prefix}bpc"] = logs[f"{prefix}loss"] / math.log(2.0)
-
-
-class CosineSchedule(keras.callbacks.Callback):
-    """Cosine decay of the learning rate over the run: its time budget when it has one, else its batches.
-
-    Own code: Keras's LearningRateScheduler changes the rate once per epoch and knows no
-    time budget. Progress comes from the clock or the optimizer's step count, both of
-    which a resumed run restores, so a resume continues the same curve.
-    """
-
-    FLOOR = 0.05  # the rate ends at 5% of its peak
-
-    def __init__(self, peak: float, clock: Clock, total_batches: int):
-        super().__init__()
-        self.peak, self.clock, self.total_batches = peak, clock, total_batches
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.clock.budget_seconds is not None:
-            progress = self.clock.seconds() / self.clock.budget_seconds
-        else:
-            progress = int(self.model.optimizer.iterations.numpy()) / self.total_batches
-        progress = min(max(progress, 0.0), 1.0)
-        factor = self.FLOOR + (1 - self.FLOOR) * 0.5 * (1 + math.cos(math.pi * progress))
-        self.model.optimizer.learning_rate = self.peak * factor
-
-
-class EpochRecord(keras.callbacks.Callback):
-    """After the epoch's history row: the best model, early stopping, then the checkpoint of record.
-
-    Own code rather than `ModelCheckpoint`/`EarlyStopping`: ModelCheckpoint writes
-    best.keras in place (a kill mid-save leaves a damaged file under the final name)
-    and EarlyStopping's counter is not restored on resume; both are rebuilt here
-    from the checkpoint's state.
-    """
-
-    def __init__(self, run_dir: Path, state: TrainingState, clock: Clock, patience: int | None,
-                 ema_swap: keras.callbacks.SwapEMAWeights | None = None):
-        super().__init__()
-        self.run_dir = run_dir
-        self.state = state
-        self.clock = clock
-        self.patience = patience
-        self.ema_swap = ema_swap  # best.keras: the weights validation saw; the checkpoint: the trained ones
-
-    def on_epoch_end(self, epoch, logs=None):
-        state = self.state
-        val_loss = logs.get("val_loss")
-        if val_loss is not None and (state.best_val_loss is None or val_loss < state.best_val_loss):
-            state.best_val_loss, state.best_epoch = val_loss, epoch
-            if self.ema_swap:
-                self.ema_swap.on_test_begin()  # its public hooks swap the averaged weights in and out
-            save_model(self.model, self.run_dir / BEST_FILE)
-            if self.ema_swap:
-                self.ema_swap.on_test_end()
-        if self.clock.budget_spent:
-            state.stop_reason = "time budget"
-        elif self.patience and state.best_epoch is not None and epoch - state.best_epoch >= self.patience:
-            state.stop_reason = "early stopping"
-            self.model.stop_training = True
-        state.epochs_done, state.train_seconds, state.train_chars = (
-            epoch + 1, logs[TIME_COLUMN], logs[CHARS_COLUMN])
-        save_checkpoint(self.run_dir, self.model, state)
+# How a run is trained, not what: a resume may change the layout; the preset is only a label.
+LAYOUT_KEYS = ("strategy", "replicas", "preset")
 
 
 def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int = 0, part=None):
@@ -173,9 +53,10 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
     Validation mirrors the training layout. Stateless training repeats its
     shuffled windows; a resumed run skips the batches its finished epochs read,
     so it sees the same data as a run that was never interrupted. `part=(r, R)`:
-    replica r's rows of every batch (see `distribute`).
+    replica r's rows of every batch (see `charrnn.extras.distribute`).
     """
-    common = {"vocab_size": data.tokenizer.vocab_size, "one_hot": False, "part": part}  # the model reads ids
+    vocab_size = data.tokenizer.vocab_size
+    common = {"vocab_size": vocab_size, "part": part}
     steps = batches_per_epoch(config, len(data.train_ids))
     datasets = []
     for split, ids in (("training", data.train_ids), ("validation", data.val_ids)):
@@ -288,31 +169,14 @@ def train(
         return _fit(config, data, write_dir, record, state, arrays, extra_callbacks, verbose, strategy)
 
 
-def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose, strategy=None):
+def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose, strategy):
+    """Build (or restore) the model, write or trim the run's records, run the loop, save the final model."""
     # Same seed, same machine, same history: seeded Python/NumPy/TF and deterministic kernels.
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     # Everything that can refuse this config runs before the first record is written.
     train_ds, val_ds, steps = make_datasets(config, data, state.epochs_done)
-    scope = strategy.scope() if strategy else contextlib.nullcontext()
-    replicas = strategy.num_replicas_in_sync if strategy else 1
-    with scope:
-        model = build_model(
-            data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
-            config.embedding_dim, stateful=config.stateful,
-            batch_size=config.batch_size // replicas if config.stateful else None,  # per replica
-            gru_kernel=config.gru_kernel, cell=config.cell,
-        )
-        # The distributed loop clips the global gradient itself (see distributed_fit).
-        compile_model(model, config.learning_rate, None if strategy else config.clipnorm, config.ema_momentum,
-                      config.weight_decay)
-        if config.unigram_init:
-            # The untrained model then predicts the character frequencies (the unigram baseline) instead
-            # of a uniform guess: with thousands of characters that saves many epochs of learning counts.
-            model.get_layer("logits").bias.assign(
-                unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32"))
-        if arrays is not None:
-            restore(model, arrays)
+    model = _build(config, data, strategy, arrays)
     if arrays is None:
         # A fresh start: drop what an attempt that never finished an epoch may have left.
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
@@ -325,55 +189,44 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
               f"({state.train_seconds:.0f} s of training so far).")
     trim_history(run_dir / HISTORY_FILE, state.epochs_done)
 
-    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
     if state.stop_reason is None and state.epochs_done < config.epochs:
-        clock = Clock(state, config.batch_size * config.n_steps, budget, agree=chief_decision(strategy))
-        ema_swap = keras.callbacks.SwapEMAWeights() if config.ema_momentum else None
-        callbacks = [
-            clock,  # first: puts the time and characters so far into the logs the others read
-            BitsPerChar(),
-            keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-            EpochRecord(run_dir, state, clock, config.early_stopping_patience, ema_swap),
-        ]
-        if ema_swap:  # swaps the averaged weights in for validation (EpochRecord: for best.keras)
-            callbacks.append(ema_swap)
-        if config.lr_schedule == "cosine":
-            callbacks.insert(1, CosineSchedule(config.learning_rate, clock, config.epochs * steps))
-        if config.stateful:
-            callbacks.insert(0, ResetStatesCallback())
-        if config.tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
         if strategy is not None:
-            # Two paths on purpose: fit cannot run multiworker and differs from one device under
-            # mirrored (a burned iterator, per-replica clipping); 'none' stays on fit so its histories
-            # stay byte-identical to earlier runs. See distributed_fit.
             train_ds, val_ds = distribute_datasets(
                 strategy, lambda part: make_datasets(config, data, state.epochs_done, part)[:2])
-            fit_distributed(
-                strategy, model, train_ds, val_ds, steps=steps,
-                val_steps=validation_batches(config, len(data.val_ids)), epochs=config.epochs,
-                initial_epoch=state.epochs_done, clipnorm=config.clipnorm,
-                restart_each_epoch=config.stateful and not config.random_offsets,
-                callbacks=[*callbacks, *extra_callbacks], verbose=verbose)
-        else:
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=config.epochs,
-                initial_epoch=state.epochs_done,
-                steps_per_epoch=steps,
-                callbacks=[*callbacks, *extra_callbacks],
-                shuffle=False,  # the datasets shuffle themselves; stateful streams must stay in order
-                verbose=verbose,
-            )
+        loop = TrainingLoop(config, model, state, steps, run_dir, strategy=strategy,
+                            callbacks=extra_callbacks, verbose=verbose, agree=chief_decision(strategy))
+        loop.fit(train_ds, val_ds, validation_batches(config, len(data.val_ids)),
+                 restart_each_epoch=config.stateful and not config.random_offsets)
     if state.stop_reason:
         print(f"Stopped after epoch {state.epochs_done} by the {state.stop_reason}.")
-    # The averaged weights, also after a resume that had nothing left to train (fit does it too).
+    # The averaged weights, also after a resume that had nothing left to train.
     model.optimizer.finalize_variable_values(model.trainable_variables)
     save_model(model, run_dir / MODEL_FILE)
     crash_point("after-final-model")
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # only once the final model is safe
     return model, read_history(run_dir)
+
+
+def _build(config, data, strategy, arrays) -> keras.Model:
+    """The compiled model in `strategy`'s scope (None: one device), restored from a checkpoint's `arrays`."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(
+            data.tokenizer.vocab_size, config.units, config.n_layers, config.dropout,
+            config.embedding_dim, stateful=config.stateful,
+            batch_size=config.batch_size // strategy.num_replicas_in_sync if config.stateful else None,
+            gru_kernel=config.gru_kernel, cell=config.cell,
+        )
+        compile_model(model, config.learning_rate, ema_momentum=config.ema_momentum,
+                      weight_decay=config.weight_decay)  # the loop clips the gradients itself
+        if config.unigram_init:
+            # The untrained model then predicts the character frequencies (the unigram baseline) instead
+            # of a uniform guess: with thousands of characters that saves many epochs of learning counts.
+            model.get_layer("logits").bias.assign(
+                unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32"))
+        if arrays is not None:
+            restore(model, arrays)
+    return model
 
 
 def batches_per_epoch(config: TrainConfig, n_train_ids: int) -> int:

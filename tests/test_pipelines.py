@@ -34,22 +34,22 @@ def stream_ids():
     return np.random.default_rng(1).integers(1, VOCAB + 1, size=2003).astype(np.int32)
 
 
-def seed_inputs(X, Y, one_hot):
-    return (tf.one_hot(X, depth=VOCAB), Y) if one_hot else (X + 1, Y)
+def seed_inputs(X, Y):
+    return X + 1, Y  # Géron's chain yields classes (id - 1); the model reads ids
 
 
-def seed_shuffled_windows(ids, n_steps, shift, batch_size, one_hot):
-    """The seed's stateless chain, verbatim but for the id-mode switch."""
+def seed_shuffled_windows(ids, n_steps, shift, batch_size):
+    """The seed's stateless chain, verbatim but for its one-hot step (the model one-hots ids itself)."""
     encoded = ids.astype(np.int64) - 1
     dataset = tf.data.Dataset.from_tensor_slices(encoded)
     dataset = dataset.window(n_steps + 1, shift=shift, drop_remainder=True)
     dataset = dataset.flat_map(lambda window: window.batch(n_steps + 1))
     dataset = dataset.shuffle(10000).batch(batch_size)
     dataset = dataset.map(lambda windows: (windows[:, :-1], windows[:, 1:]))
-    return dataset.map(lambda X, Y: seed_inputs(X, Y, one_hot))
+    return dataset.map(lambda X, Y: seed_inputs(X, Y))
 
 
-def seed_stateful_streams(ids, n_steps, batch_size, one_hot):
+def seed_stateful_streams(ids, n_steps, batch_size):
     """The seed's stateful chain: array_split, one windowed dataset per part, zip and stack."""
     encoded = ids.astype(np.int64) - 1
     datasets = []
@@ -60,24 +60,24 @@ def seed_stateful_streams(ids, n_steps, batch_size, one_hot):
         datasets.append(dataset)
     dataset = tf.data.Dataset.zip(tuple(datasets)).map(lambda *windows: tf.stack(windows))
     dataset = dataset.map(lambda windows: (windows[:, :-1], windows[:, 1:]))
-    return dataset.map(lambda X, Y: seed_inputs(X, Y, one_hot))
+    return dataset.map(lambda X, Y: seed_inputs(X, Y))
 
 
-def as_numpy(X, Y, one_hot):
-    """One dtype per mode, so ours and the seed's compare byte for byte."""
-    return np.asarray(X, np.float32 if one_hot else np.int64), np.asarray(Y, np.int64)
+def as_numpy(X, Y):
+    """One dtype, so ours and the seed's compare byte for byte."""
+    return np.asarray(X, np.int64), np.asarray(Y, np.int64)
 
 
-def row_multiset(dataset, one_hot):
+def row_multiset(dataset):
     rows = []
     for X, Y in dataset:
-        X, Y = as_numpy(X, Y, one_hot)
+        X, Y = as_numpy(X, Y)
         rows.extend((x.tobytes(), y.tobytes()) for x, y in zip(X, Y))
     return sorted(rows)
 
 
-def batches(dataset, one_hot):
-    return [as_numpy(X, Y, one_hot) for X, Y in dataset]
+def batches(dataset):
+    return [as_numpy(X, Y) for X, Y in dataset]
 
 
 def input_ids(dataset):
@@ -89,30 +89,26 @@ def input_ids(dataset):
 
 
 @pytest.mark.parametrize("shift", [1, 3])
-@pytest.mark.parametrize("one_hot", [True, False], ids=["one-hot", "ids"])
-def test_shuffled_windows_match_the_seed_chain(small_ids, shift, one_hot):
+def test_shuffled_windows_match_the_seed_chain(small_ids, shift):
     n_steps, batch_size = 10, 8
-    ours = shuffled_windows(small_ids, n_steps, shift, batch_size, vocab_size=VOCAB, one_hot=one_hot, seed=0)
-    seed = seed_shuffled_windows(small_ids, n_steps, shift, batch_size, one_hot)
-    ours_rows = row_multiset(ours, one_hot)
+    ours = shuffled_windows(small_ids, n_steps, shift, batch_size, vocab_size=VOCAB, seed=0)
+    seed = seed_shuffled_windows(small_ids, n_steps, shift, batch_size)
+    ours_rows = row_multiset(ours)
     assert len(ours_rows) == count_windows(len(small_ids), n_steps, shift) == (300 - 11) // shift + 1
-    assert ours_rows == row_multiset(seed, one_hot)
+    assert ours_rows == row_multiset(seed)
 
 
 def test_default_batch_shapes_and_dtypes(tiny_data):
     vocab_size = tiny_data.tokenizer.vocab_size
     X, Y = next(iter(shuffled_windows(tiny_data.train_ids, vocab_size=vocab_size, seed=0)))
-    assert X.shape == (32, 100, vocab_size) and X.dtype == tf.float32
-    assert Y.shape == (32, 100) and Y.dtype == tf.int32
-    np.testing.assert_array_equal(tf.reduce_sum(X, axis=-1), np.ones((32, 100)))
-    X, Y = next(iter(shuffled_windows(tiny_data.train_ids, vocab_size=vocab_size, one_hot=False, seed=0)))
-    assert X.shape == (32, 100) and Y.shape == (32, 100)
+    assert X.shape == (32, 100) and X.dtype == tf.int32 and Y.shape == (32, 100) and Y.dtype == tf.int32
+    assert 1 <= int(tf.reduce_min(X)) and int(tf.reduce_max(X)) <= vocab_size  # ids; the model one-hots them
     np.testing.assert_array_equal(X[:, 1:] - 1, Y[:, :-1])  # targets are the next inputs, minus 1
 
 
 def test_same_seed_gives_the_same_order(small_ids):
     def order(seed):
-        return input_ids(shuffled_windows(small_ids, 10, vocab_size=VOCAB, one_hot=False, seed=seed))
+        return input_ids(shuffled_windows(small_ids, 10, vocab_size=VOCAB, seed=seed))
 
     first = order(42)
     np.testing.assert_array_equal(first, order(42))
@@ -120,8 +116,8 @@ def test_same_seed_gives_the_same_order(small_ids):
 
 
 def test_shuffle_actually_shuffles_and_reshuffles_each_pass(small_ids):
-    dataset = shuffled_windows(small_ids, 10, vocab_size=VOCAB, one_hot=False, seed=0)
-    in_order = input_ids(shuffled_windows(small_ids, 10, vocab_size=VOCAB, one_hot=False, shuffle=False))
+    dataset = shuffled_windows(small_ids, 10, vocab_size=VOCAB, seed=0)
+    in_order = input_ids(shuffled_windows(small_ids, 10, vocab_size=VOCAB, shuffle=False))
     first_pass, second_pass = input_ids(dataset), input_ids(dataset)
     assert not np.array_equal(first_pass, in_order)
     assert not np.array_equal(first_pass, second_pass)
@@ -131,7 +127,7 @@ def test_shuffle_actually_shuffles_and_reshuffles_each_pass(small_ids):
 @pytest.mark.parametrize("shift", [1, 4])
 def test_no_shuffle_is_in_order(small_ids, shift):
     n_steps = 10
-    dataset = shuffled_windows(small_ids, n_steps, shift, 16, vocab_size=VOCAB, one_hot=False, shuffle=False)
+    dataset = shuffled_windows(small_ids, n_steps, shift, 16, vocab_size=VOCAB, shuffle=False)
     starts = range(0, count_windows(len(small_ids), n_steps, shift) * shift, shift)
     expected_X = np.stack([small_ids[s : s + n_steps] for s in starts])
     expected_Y = np.stack([small_ids[s + 1 : s + n_steps + 1] for s in starts]) - 1
@@ -152,12 +148,11 @@ def test_drop_remainder_and_repeat(small_ids):
 # ---------------------------------------------------------------- stateful streams
 
 
-@pytest.mark.parametrize("one_hot", [True, False], ids=["one-hot", "ids"])
-def test_stateful_streams_match_the_seed_chain(stream_ids, one_hot):
+def test_stateful_streams_match_the_seed_chain(stream_ids):
     n_steps, batch_size = 10, 4
-    ours = stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB, one_hot=one_hot)
-    ours = batches(ours, one_hot)
-    seed = batches(seed_stateful_streams(stream_ids, n_steps, batch_size, one_hot), one_hot)
+    ours = stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB)
+    ours = batches(ours)
+    seed = batches(seed_stateful_streams(stream_ids, n_steps, batch_size))
     assert len(ours) == len(seed) == (500 - 1) // n_steps  # the shortest part decides
     for (X, Y), (seed_X, seed_Y) in zip(ours, seed):
         np.testing.assert_array_equal(X, seed_X)
@@ -166,13 +161,13 @@ def test_stateful_streams_match_the_seed_chain(stream_ids, one_hot):
 
 def test_stateful_batch_shapes(stream_ids):
     X, Y = next(iter(stateful_streams(stream_ids, 10, 4, vocab_size=VOCAB)))
-    assert X.shape == (4, 10, VOCAB) and X.dtype == tf.float32
+    assert X.shape == (4, 10) and X.dtype == tf.int32
     assert Y.shape == (4, 10) and Y.dtype == tf.int32
 
 
 def test_each_stream_continues_where_the_previous_batch_stopped(stream_ids):
     n_steps, batch_size = 10, 4
-    ours = batches(stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB, one_hot=False), False)
+    ours = batches(stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB))
     for (_, Y_prev), (X, _) in zip(ours, ours[1:]):
         # the first input of row i equals the last target (+1) of row i in the batch before
         np.testing.assert_array_equal(X[:, 0], Y_prev[:, -1] + 1)
@@ -196,7 +191,7 @@ def test_stream_windows_layout(stream_ids):
 
 def epoch_windows(dataset, epochs, per_epoch):
     """The (X, Y) id windows of the first `epochs` epochs of a multi-epoch stream dataset."""
-    flat = batches(dataset.take(epochs * per_epoch), False)
+    flat = batches(dataset.take(epochs * per_epoch))
     return [flat[e * per_epoch:(e + 1) * per_epoch] for e in range(epochs)]
 
 
@@ -204,7 +199,7 @@ def test_random_offsets_cut_each_epoch_as_the_streams_of_the_text_from_its_offse
     n_steps, batch_size, seed = 10, 4, 3
     usable = len(stream_ids) - n_steps + 1
     per_epoch = count_stream_batches(usable, n_steps, batch_size)
-    dataset = stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB, one_hot=False,
+    dataset = stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB,
                                offsets_seed=seed)
     epochs = epoch_windows(dataset, 4, per_epoch)
     offsets = [epoch_offset(seed, e, n_steps) for e in range(4)]
@@ -221,7 +216,7 @@ def test_random_offsets_resume_at_any_epoch_and_split_over_replicas(stream_ids):
     n_steps, batch_size, per_epoch = 10, 4, 5  # epoch_batches: only the first 5 batches of each epoch
 
     def make(**kw):
-        return stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB, one_hot=False,
+        return stateful_streams(stream_ids, n_steps, batch_size, vocab_size=VOCAB,
                                 offsets_seed=0, epoch_batches=per_epoch, **kw)
 
     straight = epoch_windows(make(), 3, per_epoch)

@@ -41,7 +41,7 @@ def interrupted_run(tiny_data, runs_dir, name, after_epoch):
 
 
 def test_no_keras_private_file_or_variable_name_is_used():
-    sources = "\n".join(path.read_text() for path in PACKAGE.glob("*.py"))
+    sources = "\n".join(path.read_text() for path in PACKAGE.rglob("*.py"))
     for private in ("training_metadata.json", "seed_generator_state", "BackupAndRestore", "keras.src"):
         assert private not in sources, private
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from interrupts import EpochRecorder, Interrupt, StopAfterEpoch
 
-from charrnn.model import ResetStatesCallback, build_model, reset_states, to_stateless
+from charrnn.model import build_model, reset_states, to_stateless
 from charrnn.pipelines import stateful_streams
 from charrnn.runs import load_run
 from charrnn.train import TrainConfig, train
@@ -42,16 +42,6 @@ def test_state_starts_at_zero_and_changes_after_a_batch(stateful_model):
 def test_reset_states_zeroes_every_gru(stateful_model):
     stateful_model(random_ids(STREAMS, 5))
     reset_states(stateful_model)
-    assert state_norms(stateful_model) == [0.0, 0.0]
-
-
-@pytest.mark.parametrize(("hook", "args"), [("on_epoch_begin", (0,)), ("on_test_begin", ()),
-                                           ("on_test_end", ())])
-def test_reset_states_callback_zeroes_every_gru(stateful_model, hook, args):
-    callback = ResetStatesCallback()
-    callback.set_model(stateful_model)
-    stateful_model(random_ids(STREAMS, 5))
-    getattr(callback, hook)(*args)
     assert state_norms(stateful_model) == [0.0, 0.0]
 
 
@@ -112,7 +102,7 @@ def stateful_run(tiny_data, tmp_path_factory):
 def mean_validation_loss(model, data, config, carry_state: bool) -> float:
     """Mean loss over the validation streams read in order, with or without carried state."""
     streams = stateful_streams(data.val_ids, config.n_steps, config.batch_size,
-                               vocab_size=data.tokenizer.vocab_size, one_hot=False)
+                               vocab_size=data.tokenizer.vocab_size)
     reset_states(model)
     losses = []
     for x, y in streams:

@@ -1,6 +1,6 @@
 """Choosing and building the `tf.distribute` strategy; per-replica data; who writes the run folder.
 
-strategy="none"         one device, no strategy (Keras `fit`, today's path)
+strategy="none"         one device: TensorFlow's default strategy (`make_strategy` returns None)
 strategy="mirrored"     one host: every local GPU (or the first `replicas`); without GPUs,
                         `replicas` logical CPU devices (for tests and figures, not for speed)
 strategy="multiworker"  several processes/hosts from TF_CONFIG: RING collectives on CPU, NCCL on GPU
