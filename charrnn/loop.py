@@ -57,8 +57,10 @@ def make_steps(strategy, model, clipnorm: float | None):
         if clipnorm:
             # Clip the global gradient, as one device does (Keras would clip each replica's part):
             # sum it here, clip, and hand the optimizer 1/R of it, which it sums back.
+            # An Embedding's gradient comes as IndexedSlices: densified, it sums and divides like the others.
+            dense = [tf.convert_to_tensor(g) for g in grads]
             grads = [tf.clip_by_norm(g, clipnorm) / context.num_replicas_in_sync
-                     for g in context.all_reduce("SUM", grads)]
+                     for g in context.all_reduce("SUM", dense)]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return tf.stack([tf.reduce_sum(per_sequence), hits, count])
 
