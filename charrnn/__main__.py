@@ -161,9 +161,6 @@ def _export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from charrnn.runs import BEST_FILE, MODEL_FILE
-
-    checkpoint_help = f"model file in the run folder ({MODEL_FILE}; or {BEST_FILE})"
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     parser = _OneLineErrorParser(
@@ -171,15 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Char-RNN run, generate text from one, or export its generator.",
     )
     commands = parser.add_subparsers(required=True, metavar="{train,generate,export}")
+    for name, add, command, summary in (
+        ("train", _train_arguments, _train,
+         "train a run as notebook 02 (or 03 with --set stateful=true) does; the workers' entry point"),
+        ("generate", _generate_arguments, _generate, "continue a prompt with a trained run"),
+        ("export", _export_arguments, _export,
+         "save a run's generator as a SavedModel (strings in, strings out)"),
+    ):
+        subparser = commands.add_parser(name, parents=[verbose], help=summary)
+        add(subparser)
+        subparser.set_defaults(command=command, command_parser=subparser)
+    return parser
 
-    train = commands.add_parser(
-        "train",
-        parents=[verbose],
-        help="train a run as notebook 02 (or 03 with --set stateful=true) does; the workers' entry point",
-        description="Train into $CHARRNN_OUTPUTS/runs/<run_name> from the prepared data of --dataset, with "
-                    "TrainConfig's defaults, the preset's values and --set on top. Resumes an "
-                    "unfinished run of the same name.",
-    )
+
+def _train_arguments(train) -> None:
+    train.description = ("Train into $CHARRNN_OUTPUTS/runs/<run_name> from the prepared data of --dataset, "
+                         "with TrainConfig's defaults, the preset's values and --set on top. Resumes an "
+                         "unfinished run of the same name.")
     train.add_argument("--preset", default="geron", help="training recipe configs/<name>.yaml (geron)")
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
@@ -189,12 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="prepared data under outputs/data/ (tinyshakespeare)")
     train.add_argument("--run", help="run name (default: stateless, or stateful)")
 
-    generate = commands.add_parser(
-        "generate",
-        parents=[verbose],
-        help="continue a prompt with a trained run",
-        description="Print the prompt followed by generated characters (fast state-carrying generator).",
-    )
+
+def _generate_arguments(generate) -> None:
+    from charrnn.runs import BEST_FILE, MODEL_FILE
+
+    generate.description = "Print the prompt followed by generated characters (the state-carrying generator)."
     generate.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/stateful")
     generate.add_argument("--prompt", required=True, help="text to continue (characters of the vocabulary)")
     generate.add_argument("--n-chars", type=_non_negative_int, default=500, help="characters to add (500)")
@@ -204,28 +208,24 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=_non_negative_int, help="for reproducible samples (default: random)")
     generate.add_argument("--num-samples", type=_positive_int, default=1, help="samples to print (1)")
     generate.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest characters only")
-    generate.add_argument("--checkpoint", default=MODEL_FILE, help=checkpoint_help)
+    generate.add_argument("--checkpoint", default=MODEL_FILE,
+                          help=f"model file in the run folder ({MODEL_FILE}; or {BEST_FILE})")
     generate.add_argument(
         "--drop-unknown", action="store_true",
         help="skip prompt characters outside the vocabulary (default: an error, or the unknown id "
              "when the data was prepared with min_count / max_vocab)",
     )
 
-    export = commands.add_parser(
-        "export",
-        parents=[verbose],
-        help="save a run's generator as a SavedModel (strings in, strings out)",
-        description="Export the generator as a SavedModel usable with TensorFlow alone.",
-    )
+
+def _export_arguments(export) -> None:
+    from charrnn.runs import BEST_FILE, MODEL_FILE
+
+    export.description = "Export the generator as a SavedModel usable with TensorFlow alone."
     export.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/stateful")
     export.add_argument("--out", required=True, help="SavedModel folder to write")
-    export.add_argument("--checkpoint", default=MODEL_FILE, help=checkpoint_help)
+    export.add_argument("--checkpoint", default=MODEL_FILE,
+                        help=f"model file in the run folder ({MODEL_FILE}; or {BEST_FILE})")
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-
-    train.set_defaults(command=_train, command_parser=train)
-    generate.set_defaults(command=_generate, command_parser=generate)
-    export.set_defaults(command=_export, command_parser=export)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,15 @@ def check_count(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_top_k(top_k, vocab_size: int) -> int:
+    """top_k as the loops want it: vocab_size when off (None)."""
+    if top_k is None:
+        return vocab_size
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab_size:
+        raise ValueError(f"top_k must be None or an integer in 1..{vocab_size}, got {top_k!r}.")
+    return int(top_k)
+
+
 def choose_backend(model: CharRNN, backend: str) -> str:
     """"cpp" when asked for and it can run this model; else "xla", saying why once."""
     if backend not in BACKENDS:
@@ -150,7 +159,7 @@ class Generator:
         prompt_ids = [encode_prompt(self.tokenizer, prompt, drop_unknown) for prompt in prompt_list]
         n_chars = check_count(n_chars, "n_chars")
         temperature = check_temperature(temperature)
-        top_k = self._check_top_k(top_k)
+        top_k = check_top_k(top_k, self.vocab_size)
         seed = secrets.randbits(62) if seed is None else check_count(seed, "seed")
         if seed > INT64_MAX:
             raise ValueError(f"seed must fit in 64 bits, got {seed}.")
@@ -161,16 +170,6 @@ class Generator:
         run = self._cpp_ids if self.backend == "cpp" else self._xla_ids
         new_ids = run(padded, lengths, n_chars, temperature, top_k, seed)
         return [prompt + self.tokenizer.decode(row) for prompt, row in zip(prompt_list, new_ids)]
-
-    def _check_top_k(self, top_k) -> int:
-        """top_k as the loops want it: vocab_size when off."""
-        if top_k is None:
-            return self.vocab_size
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not (
-            1 <= top_k <= self.vocab_size
-        ):
-            raise ValueError(f"top_k must be None or an integer in 1..{self.vocab_size}, got {top_k!r}.")
-        return int(top_k)
 
     def _xla_ids(self, padded, lengths, n_chars, temperature, top_k, seed) -> np.ndarray:
         return self._generate_ids_concrete(
