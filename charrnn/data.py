@@ -83,9 +83,12 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _CONTROL_NAMES = {0x00: "NUL", 0x1B: "ESC", 0x7F: "DEL"}
 
 
-def _nul_pattern(raw: bytes) -> str | None:
+def _nul_pattern(raw: bytes, loose: bool = False) -> str | None:
     """'UTF-16LE', 'UTF-16BE', 'UTF-32LE' or 'UTF-32BE' when NUL bytes fall where that encoding puts
-    them (the high bytes of Latin characters); None for anything else, a stray NUL included."""
+    them (the high bytes of Latin characters); None for anything else, a stray NUL included.
+
+    `loose`: for bytes that are not UTF-8 anyway, a few NULs of one parity suffice (UTF-16 Chinese
+    text has them only in its newlines and ASCII)."""
     sample = raw[: 1 << 16]
     quarter = len(sample) // 4
     if quarter >= 2:
@@ -97,7 +100,8 @@ def _nul_pattern(raw: bytes) -> str | None:
     units = len(sample) // 2
     even, odd = sample[0::2].count(0), sample[1::2].count(0)
     for encoding, high, low in (("UTF-16LE", odd, even), ("UTF-16BE", even, odd)):
-        if high >= max(2, 0.01 * units) and low <= high / 10:
+        # Loose: CJK characters U+xx00 put NULs in the other half too, far fewer than the newlines do.
+        if high >= (1 if loose else max(2, 0.01 * units)) and low <= high / (3 if loose else 10):
             return encoding
     return None
 
@@ -122,7 +126,8 @@ def _decode(raw: bytes, path: Path) -> str:
         return raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is not text: dropped
     except UnicodeDecodeError as err:
         # Bytes 0x80-0x9F are printable in Windows' CP1252 (quotes, dashes) and controls in Latin-1.
-        guess = "CP1252" if any(0x80 <= b <= 0x9F for b in raw) else "LATIN1"
+        legacy = "CP1252" if any(0x80 <= b <= 0x9F for b in raw) else "LATIN1"
+        guess = _nul_pattern(raw, loose=True) or legacy
         raise ValueError(
             f"Corpus file {path} is not UTF-8 text ({err.reason} at byte {err.start}). Convert it first, "
             f"e.g. {_converted(path, guess)} (a guess: use the file's real encoding, such as GB18030 or "
@@ -147,7 +152,8 @@ def check_text(text: str, source: str = "The text", allow_control_chars: bool = 
     others = ", ".join(f"U+{ord(c):04X} ({n:,})" for c, n in counts.items() if c != char)
     share = sum(counts.values()) / len(text)
     raise ValueError(
-        f"{source} contains the control character {name} {counts[char]:,} times, first at character "
+        f"{source} contains the control character {name} "
+        f"{'once' if counts[char] == 1 else f'{counts[char]:,} times'}, first at character "
         f"{position:,} (line {text.count(chr(10), 0, position) + 1})"
         + (f"; also {others}" if others else "")
         + (f"; control characters are {share:.0%} of it: a binary file, not text?" if share > 0.1 else "")

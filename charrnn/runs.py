@@ -154,7 +154,7 @@ def repair_history(path: str | os.PathLike, state) -> list[int]:
             f"folder {path.parent} to train again.")
     text = io.StringIO()
     csv.writer(text).writerows([header, *(by_epoch[epoch] for epoch in range(done))])
-    if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text.getvalue():
+    if not path.is_file() or path.read_bytes() != text.getvalue().encode("utf-8"):
         write_text(path, text.getvalue())
     return restored
 
