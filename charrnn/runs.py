@@ -163,10 +163,10 @@ def check_run_folder(run_dir: str | os.PathLike, checkpoint) -> None:
     """Before a run with a config.json resumes or starts again: refuse or repair a damaged folder.
 
     `checkpoint` is what `checkpoint.load_checkpoint(run_dir)` returned: (state, arrays)
-    or None. With one, history.csv is repaired against it (`repair_history`). Without
-    one, a run with two or more history rows but no model.keras is a finished run that
-    lost its model (epoch 1's row comes after epoch 0's checkpoint, and checkpoints are
-    removed only once model.keras is saved): a ValueError, not a silent retraining.
+    or None. With one, history.csv is repaired against it (`repair_history`). A run with
+    two or more history rows but neither model.keras nor checkpoints/ is a finished run
+    that lost its model (epoch 1's row comes after epoch 0's checkpoint, and checkpoints/
+    is removed only once model.keras is saved): a ValueError, not a silent retraining.
     """
     run_dir = Path(run_dir)
     if checkpoint is not None:
@@ -174,16 +174,15 @@ def check_run_folder(run_dir: str | os.PathLike, checkpoint) -> None:
             print(f"{run_dir / HISTORY_FILE} had lost the row of epoch {epoch}: restored it from the "
                   "checkpoint of record.")
         return
-    _, rows = _history_rows(run_dir / HISTORY_FILE)
-    if (run_dir / MODEL_FILE).exists() or len(rows) < 2:
+    # A checkpoints/ folder whose every checkpoint is damaged: an unfinished run, started again.
+    if (run_dir / MODEL_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists():
         return
-    fix = ("restore it from a backup, or train again under another run name / delete the folder "
-           "(that replaces its history.csv and best.keras)")
-    if (run_dir / CHECKPOINT_DIR).exists():
-        raise ValueError(f"Run {run_dir} has {len(rows)} epochs in its history.csv but neither {MODEL_FILE} "
-                         f"nor an intact checkpoint in {CHECKPOINT_DIR}/: {fix}.")
-    raise ValueError(f"{MODEL_FILE} is missing from finished run {run_dir} ({len(rows)} epochs in its "
-                     f"history.csv): {fix}.")
+    _, rows = _history_rows(run_dir / HISTORY_FILE)
+    if len(rows) >= 2:
+        raise ValueError(
+            f"{MODEL_FILE} is missing from finished run {run_dir} ({len(rows)} epochs in its history.csv): "
+            "restore it from a backup, or train again under another run name / delete the folder "
+            "(that replaces its history.csv and best.keras).")
 
 
 def read_histories(runs_dir: str | os.PathLike, names) -> dict[str, dict]:
