@@ -190,7 +190,7 @@ def folder_lock(folder: str | os.PathLike, lock_name: str, what: str = "Run", re
     """
     folder = Path(folder)
     created = not folder.exists()
-    with explain_write_errors(folder / lock_name):
+    with explain_write_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_name
     me = {"pid": os.getpid(), "host": socket.gethostname()}
