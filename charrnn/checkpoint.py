@@ -41,6 +41,12 @@ class TrainingState:
     train_seconds: float = 0.0  # wall time spent in training so far, across attempts
     train_chars: int = 0  # training characters (targets) read so far
     stop_reason: str | None = None  # "time budget", "early stopping": the run is over
+    # The last epoch's history.csv figures ({column: value}, JSON numbers): a resume restores that row
+    # if history.csv lost it (see runs.repair_history). None: not recorded (an older checkpoint).
+    last_row: dict | None = None
+
+
+_OPTIONAL = {"last_row"}  # fields a marker written before they existed may lack
 
 
 def _file_digest(path: Path) -> str:
@@ -113,7 +119,8 @@ def load_checkpoint(run_dir: str | os.PathLike) -> tuple[TrainingState, dict[str
             try:
                 with np.load(path) as npz:
                     arrays = {key: npz[key] for key in npz.files}
-                state = TrainingState(**{field: marker[field] for field in TrainingState.__annotations__})
+                state = TrainingState(**{field: marker[field] for field in TrainingState.__annotations__
+                                         if field in marker or field not in _OPTIONAL})
                 return state, arrays
             except (OSError, ValueError, KeyError, TypeError) as err:
                 problem = f"it cannot be read ({type(err).__name__}: {err})"

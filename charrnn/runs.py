@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 import charrnn.model  # noqa: F401  (registers CharRNN and FusedGRU for loading)
-from charrnn.atomic import atomic_path, write_json, write_text
+from charrnn.atomic import atomic_path, folder_lock, write_json, write_text
 from charrnn.checkpoint import CHECKPOINT_DIR
 from charrnn.data import PROJECT_ROOT
 from charrnn.tokenizer import CharTokenizer
@@ -104,6 +103,88 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     return columns
 
 
+def _history_rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
+    """history.csv's header and complete rows; a last line without its line end was half written."""
+    if not path.is_file():
+        return None, []
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f.read().splitlines(keepends=True) if line.endswith(("\n", "\r"))]
+    parsed = list(csv.reader(lines))
+    if not parsed or not parsed[0] or parsed[0][0] != "epoch":
+        return None, []
+    header = parsed[0]
+    return header, [row for row in parsed[1:] if len(row) == len(header) and row[0].isdigit()]
+
+
+def _restored_row(header: list[str], epoch: int, figures: dict | None) -> list | None:
+    """The history row of `epoch` from a checkpoint's figures; None if they lack a column."""
+    if not figures or any(column not in figures for column in header[1:]):
+        return None
+    return [epoch, *(figures[column] for column in header[1:])]
+
+
+def repair_history(path: str | os.PathLike, state) -> list[int]:
+    """Make history.csv hold one complete row for each epoch the checkpoint `state` covers.
+
+    `state` is the checkpoint's `TrainingState`. Rows past it and a half-written last
+    line are dropped (the resumed run does those epochs again). A missing row of its
+    last epoch is restored from `state.last_row`, as CSVLogger wrote it; any other
+    missing row is a ValueError, as those figures are lost. Returns the restored epochs.
+    """
+    path, done = Path(path), state.epochs_done
+    if done == 0:
+        return []
+    header, rows = _history_rows(path)
+    by_epoch: dict[int, list] = {}
+    for row in rows:
+        by_epoch.setdefault(int(row[0]), row)
+    missing = [epoch for epoch in range(done) if epoch not in by_epoch]
+    restored = []
+    if missing == [done - 1]:
+        header = header or ["epoch", *sorted(state.last_row or {})]
+        row = _restored_row(header, done - 1, state.last_row)
+        if row is not None:
+            by_epoch[done - 1], restored, missing = row, missing, []
+    if missing:
+        why = ("the checkpoint holds only its last epoch's figures" if state.last_row
+               else "the checkpoint holds no figures to restore them from")
+        raise ValueError(
+            f"{path} lacks the rows of epochs {missing} (its epoch column) that the checkpoint of record "
+            f"covers ({done} epochs), and {why}. Restore history.csv from a backup, or delete the run "
+            f"folder {path.parent} to train again.")
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *(by_epoch[epoch] for epoch in range(done))])
+    if not path.is_file() or path.read_bytes() != text.getvalue().encode("utf-8"):
+        write_text(path, text.getvalue())
+    return restored
+
+
+def check_run_folder(run_dir: str | os.PathLike, checkpoint) -> None:
+    """Before a run with a config.json resumes or starts again: refuse or repair a damaged folder.
+
+    `checkpoint` is what `checkpoint.load_checkpoint(run_dir)` returned: (state, arrays)
+    or None. With one, history.csv is repaired against it (`repair_history`). A run with
+    two or more history rows but neither model.keras nor checkpoints/ is a finished run
+    that lost its model (epoch 1's row comes after epoch 0's checkpoint, and checkpoints/
+    is removed only once model.keras is saved): a ValueError, not a silent retraining.
+    """
+    run_dir = Path(run_dir)
+    if checkpoint is not None:
+        for epoch in repair_history(run_dir / HISTORY_FILE, checkpoint[0]):
+            print(f"{run_dir / HISTORY_FILE} had lost the row of epoch {epoch}: restored it from the "
+                  "checkpoint of record.")
+        return
+    # A checkpoints/ folder whose every checkpoint is damaged: an unfinished run, started again.
+    if (run_dir / MODEL_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists():
+        return
+    _, rows = _history_rows(run_dir / HISTORY_FILE)
+    if len(rows) >= 2:
+        raise ValueError(
+            f"{MODEL_FILE} is missing from finished run {run_dir} ({len(rows)} epochs in its history.csv): "
+            "restore it from a backup, or train again under another run name / delete the folder "
+            "(that replaces its history.csv and best.keras).")
+
+
 def read_histories(runs_dir: str | os.PathLike, names) -> dict[str, dict]:
     """{name: history} for each run of `names` (one name or a list) that has a history with time columns."""
     names = [names] if isinstance(names, str) else list(names or [])
@@ -140,9 +221,7 @@ class Run:
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
     """Load a finished run (or its best checkpoint with checkpoint='best.keras')."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
+    run_dir = _run_folder(run_dir)
     config = read_config(run_dir)
     model_path = run_dir / checkpoint
     if not model_path.is_file():
@@ -165,89 +244,46 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = MODEL_FILE) -> Run:
         model=model,
         tokenizer=CharTokenizer.load(run_dir / "tokenizer.json"),
         config=config,
-        environment=json.loads(environment_path.read_text()) if environment_path.is_file() else {},
+        environment=_read_json(environment_path) if environment_path.is_file() else {},
     )
 
 
+def _run_folder(run_dir: str | os.PathLike) -> Path:
+    """`run_dir` as a Path, refusing a file given in place of the folder (config.json, model.keras)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is a file: pass the run folder, not its {run_dir.name} (here {run_dir.parent}).")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
+    return run_dir
+
+
+def _read_json(path: Path) -> dict:
+    """A run record (config.json, environment.json); a damaged one is a ValueError naming the file."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): restore it from a backup, or delete the "
+                         "run folder to train again.") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} holds a JSON {type(record).__name__}, not an object: it is not a "
+                         "charrnn record. Restore it from a backup, or delete the run folder to train again.")
+    return record
+
+
 def read_config(run_dir: str | os.PathLike) -> dict:
-    path = Path(run_dir) / "config.json"
+    path = _run_folder(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"Run folder {run_dir} has no config.json; it is not a charrnn run.")
-    return json.loads(path.read_text())
-
-
-def _process_alive(pid: int) -> bool:
-    """True for a running process; False for none or a zombie (killed, not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _read_lock(path: Path) -> dict | None:
-    """The lock's owner; None while its owner is still writing it (or it was left empty)."""
-    for _ in range(20):
-        try:
-            owner = json.loads(path.read_text())
-            return {"pid": int(owner["pid"]), "host": str(owner["host"])}
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError):
-            time.sleep(0.05)
-    return None
+    return _read_json(path)
 
 
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike):
     """Hold `run_dir/run.lock` for the block: one process writes a run folder at a time.
 
-    A lock left by a dead process on this host is taken over with a message; a
-    live owner's lock is a ValueError that names it. The folder is created if
-    needed, and removed again if the block fails and leaves it empty.
+    See `atomic.folder_lock`: a dead owner's lock is taken over, a live owner's is a ValueError.
     """
-    run_dir = Path(run_dir)
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = _read_lock(path)
-            except FileNotFoundError:
-                continue  # released meanwhile: try again
-            if owner is not None and owner["host"] != me["host"]:
-                raise ValueError(
-                    f"Run {run_dir} is locked by process {owner['pid']} on host {owner['host']}. "
-                    f"If that process is gone, delete {path}."
-                ) from None
-            if owner is not None and _process_alive(owner["pid"]):
-                raise ValueError(
-                    f"Run {run_dir} is being written by process {owner['pid']} on this host. Wait for it "
-                    "to finish or stop it, or choose another run name."
-                ) from None
-            who = f"process {owner['pid']}, no longer running" if owner else "an unreadable lock file"
-            print(f"Taking over the lock of {run_dir} from {who}.")
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    try:
+    with folder_lock(run_dir, LOCK_FILE, what="Run", rename_hint="run name"):
         yield
-    finally:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            if json.loads(path.read_text()) == me:
-                path.unlink()
-        if created:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # only succeeds when the failed start left nothing behind

@@ -34,6 +34,7 @@ from charrnn.runs import (
     BEST_FILE,
     HISTORY_FILE,
     MODEL_FILE,
+    check_run_folder,
     load_run,
     read_config,
     read_history,
@@ -103,6 +104,8 @@ def _check_previous_run(run_dir: Path, record: dict, checkpoint) -> str:
             f"Run {run_dir} already exists with other parameters or data {changed} (old, new). "
             "Choose another run name, or delete the folder to start over."
         )
+    # A finished run that lost model.keras is refused; history.csv is repaired against the checkpoint.
+    check_run_folder(run_dir, checkpoint)
     if changed:
         print(f"Run {run_dir} never finished an epoch: starting it again with the new parameters.")
         return "new"
