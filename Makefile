@@ -1,7 +1,8 @@
 # charrnn — `make` or `make help` lists the targets.
 # Every notebook runs headlessly through papermill on the project's own .venv kernel.
-# Training defaults live in one place, each notebook's `parameters` cell; variables given
-# here (make train-stateless EPOCHS=3) are passed on, the others keep the notebook's value.
+# Training options live in one place, TrainConfig (charrnn/config.py); a preset overlays it. Every
+# variable given on the command line that names an option (EPOCHS=3, TENSORBOARD=1, CELL=lstm, or a
+# short name: STEPS LR MINUTES EMBEDDING GRU STREAMS) reaches notebooks 02/03 as `overrides`.
 
 PYTHON ?= python3
 VENV := .venv
@@ -24,16 +25,14 @@ GEN_RUN ?= $(OUT)/runs/$(SRUN)
 PROMPT ?= ROMEO:
 NCHARS ?= 500
 TEMPERATURE ?= 0.8
-PRESET ?= seed# training recipe: configs/$(PRESET).yaml (seed: the seed notebook's values)
-# Optional overrides (empty: the preset's or notebook's value): CORPUS, MIN_COUNT, MAX_VOCAB for
-# notebook 01; EPOCHS, STEPS, UNITS, SEED, EMBEDDING (auto, None or an int), LR, MINUTES (time budget),
-# GRU (keras or fused) for 02 and 03; STREAMS (parallel streams) for 03.
+export GEN_RUN PROMPT NCHARS TEMPERATURE# read by `make generate` from the environment
+PRESET ?= geron# training recipe: configs/$(PRESET).yaml over TrainConfig's defaults (geron: the reference's)
+# Notebook 01 takes CORPUS, MIN_COUNT, MAX_VOCAB and FORCE=1 (replace a dataset that runs depend on).
 param = $(if $(2),-p $(1) $(2))
-TRAIN_PARAMS = -f configs/$(PRESET).yaml -p dataset_name $(DATASET) $(call param,epochs,$(EPOCHS)) \
-	$(call param,steps_per_epoch,$(STEPS)) $(call param,units,$(UNITS)) $(call param,seed,$(SEED)) \
-	$(call param,embedding_dim,$(EMBEDDING)) $(call param,learning_rate,$(LR)) \
-	$(call param,max_minutes,$(MINUTES)) $(call param,strategy,$(STRATEGY)) $(call param,replicas,$(REPLICAS)) \
-	$(call param,gru_kernel,$(GRU))
+CMDLINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+# The options as JSON, read by Python from the environment: values are never re-parsed by a shell.
+TRAIN_PARAMS = -r preset $(PRESET) -r dataset_name $(DATASET) -p verbose 2 \
+	-y "overrides: $$($(PY) -m charrnn.config $(CMDLINE_VARS))"
 CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make bench` (skipped if absent)
 
 # RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
@@ -61,9 +60,10 @@ endef
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET OUT RUN SRUN DATASET CORPUS MIN_COUNT MAX_VOCAB EPOCHS MINUTES STEPS UNITS GRU SEED"
-	@echo "             EMBEDDING LR STREAMS STRATEGY REPLICAS TIMEOUT GEN_RUN PROMPT NCHARS TEMPERATURE KILLS MODE"
-	@echo "             CHINESE_CORPUS BUDGETS PRESETS CASED"
+	@echo "  variables: PRESET=$(PRESET) DATASET=$(DATASET) RUN=$(RUN) SRUN=$(SRUN) OUT=$(OUT)"
+	@echo "             CORPUS MIN_COUNT MAX_VOCAB FORCE (make data); GEN_RUN PROMPT NCHARS TEMPERATURE (generate)"
+	@echo "             any training option in capitals (EPOCHS UNITS CELL SEED TENSORBOARD STRATEGY REPLICAS ...)"
+	@echo "             or a short name: STEPS LR MINUTES EMBEDDING GRU STREAMS; TIMEOUT KILLS MODE BUDGETS PRESETS CASED"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,10 +71,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 setup: $(STAMP) ## create .venv and install the package with its dev tools
-	@$(PY) -m charrnn.native || true  # builds the compiled step loop now; without a C++ compiler, says so
+	@$(PY) -m charrnn.extras.cpp_loop || true  # builds the compiled step loop now; without a C++ compiler, says so
 
-native: $(STAMP) ## build the Generator's compiled step loop (charrnn/csrc; needs a C++ compiler)
-	$(PY) -m charrnn.native
+native: $(STAMP) ## build the Generator's compiled step loop (charrnn/extras/csrc; needs a C++ compiler)
+	$(PY) -m charrnn.extras.cpp_loop
 
 fonts: ## a CJK font for charts of Chinese/Japanese/Korean text (Debian/Ubuntu, as root); else U+XXXX labels
 	apt-get update -qq && apt-get install -y -qq fonts-noto-cjk
@@ -83,7 +83,7 @@ define PREPARE_DATA
 	mkdir -p $(DATA_DIR)
 	$(call papermill,notebooks/01_data_prep.ipynb,$(DATA_DIR)/01_data_prep.ipynb,\
 		-p dataset_name $(DATASET) $(call param,corpus_path,$(abspath $(CORPUS))) \
-		$(call param,min_count,$(MIN_COUNT)) $(call param,max_vocab,$(MAX_VOCAB)))
+		$(call param,min_count,$(MIN_COUNT)) $(call param,max_vocab,$(MAX_VOCAB)) $(if $(FORCE),-p force True))
 endef
 
 $(DATA_DIR)/meta.json: | $(STAMP)
@@ -92,21 +92,21 @@ $(DATA_DIR)/meta.json: | $(STAMP)
 data: $(STAMP) ## notebook 01: tokenize and split the corpus into outputs/data/<dataset>/ (CORPUS=path for your own text)
 	$(PREPARE_DATA)
 
-train-stateless: $(DATA_DIR)/meta.json | $(STAMP) ## notebook 02: stateless GRU on shuffled windows into outputs/runs/$(RUN)/
+train-stateless: $(DATA_DIR)/meta.json | $(STAMP) ## notebook 02: stateless GRU on shuffled windows into outputs/runs/<RUN>/
 	mkdir -p $(OUT)/runs/$(RUN)
 	$(call papermill,notebooks/02_train_stateless.ipynb,$(OUT)/runs/$(RUN)/02_train_stateless.ipynb,\
-		-p run_name $(RUN) $(TRAIN_PARAMS))
+		-r run_name $(RUN) $(TRAIN_PARAMS))
 
-train-stateful: $(DATA_DIR)/meta.json | $(STAMP) ## the main job, notebook 03: stateful GRU on parallel streams into outputs/runs/$(SRUN)/
+train-stateful: $(DATA_DIR)/meta.json | $(STAMP) ## the main job, notebook 03: stateful GRU on parallel streams into outputs/runs/<SRUN>/
 	mkdir -p $(OUT)/runs/$(SRUN)
 	$(call papermill,notebooks/03_train_stateful.ipynb,$(OUT)/runs/$(SRUN)/03_train_stateful.ipynb,\
-		-p run_name $(SRUN) -p compare_with $(RUN) $(TRAIN_PARAMS) $(call param,batch_size,$(STREAMS)))
+		-r run_name $(SRUN) -r compare_with $(RUN) $(TRAIN_PARAMS))
 
 generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, TEMPERATURE)
-	$(PY) -m charrnn generate --run $(GEN_RUN) --prompt "$(PROMPT)" --n-chars $(NCHARS) \
-		--temperature $(TEMPERATURE)
+	$(PY) -m charrnn generate --run "$$GEN_RUN" --prompt "$$PROMPT" --n-chars "$$NCHARS" \
+		--temperature "$$TEMPERATURE"  # the values from the environment: never re-parsed by the shell
 
-reproduce: $(STAMP) ## re-run outputs/runs/RUN from its records into RUN-reproduced; compare the histories
+reproduce: $(STAMP) ## re-run outputs/runs/<RUN> from its records into RUN-reproduced; compare the histories
 	$(PY) -m charrnn.reproduce --run $(RUN) --outputs $(OUT)
 
 test: $(STAMP) ## unit tests and every notebook through papermill on tiny parameters (2 processes)
@@ -127,7 +127,7 @@ bench-quality: $(STAMP) ## validation loss each preset reaches in BUDGETS minute
 	$(PY) -m charrnn.bench_quality --budgets $(BUDGETS) $(if $(PRESETS),--presets $(PRESETS)) \
 		$(if $(CASED),--cased) --out $(OUT)/bench/quality.json
 
-bench: $(STAMP) ## benchmarks against the seed's approach; table on stdout, JSON in outputs/bench/
+bench: $(STAMP) ## benchmarks against the reference's own code; table on stdout, JSON in outputs/bench/, docs/benchmarks.md
 	$(PY) -m charrnn.bench $(if $(wildcard $(CHINESE_CORPUS)),--chinese-corpus $(CHINESE_CORPUS))
 
 clean: ## remove generated outputs (keeps .venv and the cached corpus)

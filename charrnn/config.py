@@ -258,3 +258,28 @@ def parse_settings(settings: list[str]) -> dict:
         except yaml.YAMLError:  # e.g. "a: b: c": kept as text, which the field's check then names
             values[key.strip()] = text
     return values
+
+
+# make's short names for training options; any other option is its field name in capitals (TENSORBOARD=1).
+MAKE_ALIASES = {"STEPS": "steps_per_epoch", "LR": "learning_rate", "MINUTES": "max_minutes",
+                "EMBEDDING": "embedding_dim", "GRU": "gru_kernel", "STREAMS": "batch_size"}
+
+
+def make_overrides(names: list[str], environ: dict) -> dict:
+    """The training options among make's command-line variables `names`, their values verbatim from
+    `environ` (make exports command-line variables to its recipes); the config converts the text."""
+    fields = {field.name for field in dataclasses.fields(TrainConfig)} - set(NOT_IN_PRESETS)
+    overrides = {}
+    for name in names:
+        key = MAKE_ALIASES.get(name, name.lower())
+        if key in fields and name in environ and environ[name] != "":
+            overrides[key] = environ[name]
+    return overrides
+
+
+if __name__ == "__main__":  # the Makefile: `python -m charrnn.config NAME...` prints the overrides as JSON
+    import json
+    import os
+    import sys
+
+    print(json.dumps(make_overrides(sys.argv[1:], dict(os.environ))))

@@ -255,6 +255,6 @@ class TrainingLoop:
         logs[TIME_COLUMN], logs[CHARS_COLUMN] = round(clock.seconds(), 3), clock.chars
         append_history(self.run_dir / HISTORY_FILE, epoch, logs)
         state.epochs_done, state.train_seconds, state.train_chars = epoch + 1, logs[TIME_COLUMN], clock.chars
-        state.last_row = {key: value.item() if hasattr(value, "item") else value for key, value in logs.items()}
+        state.last_row = {key: getattr(value, "item", lambda v=value: v)() for key, value in logs.items()}
         save_checkpoint(self.run_dir, self.model, state)
         self.callbacks.on_epoch_end(epoch, logs)
