@@ -25,7 +25,9 @@ GEN_RUN ?= $(OUT)/runs/$(SRUN)
 PROMPT ?= ROMEO:
 NCHARS ?= 500
 TEMPERATURE ?= 0.8
-export GEN_RUN PROMPT NCHARS TEMPERATURE# read by `make generate` from the environment
+# Read by `make generate` from the environment, as typed: $(value) keeps make from expanding a `$(...)` in them.
+override PROMPT := $(value PROMPT)
+export GEN_RUN PROMPT NCHARS TEMPERATURE
 PRESET ?= geron# training recipe: configs/$(PRESET).yaml over TrainConfig's defaults (geron: the reference's)
 # Notebook 01 takes CORPUS, MIN_COUNT, MAX_VOCAB and FORCE=1 (replace a dataset that runs depend on).
 param = $(if $(2),-p $(1) $(2))

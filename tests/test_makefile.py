@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,11 @@ FAKE_PYTHON = f"""#!{sys.executable}
 # Stands in for `python -m papermill ... input output -p ...`: writes `output`, exits as told.
 import json, os, sys
 args = sys.argv[1:]
+if args[:2] == ["-m", "charrnn.config"]:  # the make-variable bridge runs for real
+    os.execv({sys.executable!r}, [{sys.executable!r}, *args])
+if args[:2] == ["-m", "charrnn"]:  # the CLI: record what it was given
+    json.dump(args, open(os.environ["FAKE_CLI_RECORD"], "w"))
+    sys.exit(0)
 notebooks = [arg for arg in args if arg.endswith(".ipynb")]
 with open(notebooks[1], "w") as f:
     json.dump({{"fake_papermill": args}}, f)
@@ -127,16 +133,28 @@ def test_failed_data_notebook_keeps_the_prepared_datasets_notebook(tmp_path):
     assert hidden_files(executed.parent) == []
 
 
-def test_preset_and_overrides_reach_papermill(tmp_path, fake_python):
+def test_preset_and_every_option_variable_reach_papermill_as_overrides(tmp_path, fake_python):
     script, stamp = fake_python
     out = tmp_path / "outputs"
     (out / "data" / "tinyshakespeare").mkdir(parents=True)
     (out / "data" / "tinyshakespeare" / "meta.json").write_text("{}")
     result = run_make("train-stateful", f"OUT={out}", f"PY={script}", f"STAMP={stamp}", "SRUN=s",
-                      "PRESET=fast", "GRU=keras", "MINUTES=3")
+                      "PRESET=fast", "GRU=keras", "MINUTES=3", "TENSORBOARD=1", "CELL=lstm", "EPOCHS=2")
     assert result.returncode == 0, result.stderr
     args = json.loads((out / "runs" / "s" / "03_train_stateful.ipynb").read_text())["fake_papermill"]
     pairs = list(zip(args, args[1:]))
-    assert ("-f", "configs/fast.yaml") in pairs
-    assert args[args.index("gru_kernel") - 1: args.index("gru_kernel") + 2] == ["-p", "gru_kernel", "keras"]
-    assert args[args.index("max_minutes") + 1] == "3"
+    assert ("preset", "fast") in pairs and ("run_name", "s") in pairs
+    overrides = yaml.safe_load(args[args.index("-y") + 1])["overrides"]
+    assert overrides == {"gru_kernel": "keras", "max_minutes": "3", "tensorboard": "1", "cell": "lstm",
+                         "epochs": "2"}
+
+
+def test_generate_passes_the_prompt_verbatim(tmp_path, fake_python):
+    script, stamp = fake_python
+    record = tmp_path / "cli.json"
+    prompt = 'he said "go" `echo x` $(id) \'quoted\'\n关关'
+    result = run_make("generate", f"PY={script}", f"STAMP={stamp}", f"PROMPT={prompt}", "NCHARS=5",
+                      env={"FAKE_CLI_RECORD": str(record)})
+    assert result.returncode == 0, result.stderr
+    args = json.loads(record.read_text())
+    assert args[args.index("--prompt") + 1] == prompt and args[args.index("--n-chars") + 1] == "5"
