@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = [ROOT / "README.md", *sorted((ROOT / "charrnn").rglob("*.py")), *sorted((ROOT / "configs").glob("*.yaml"))]
+FILES = [ROOT / "README.md", *sorted((ROOT / "charrnn").rglob("*.py")),
+         *sorted((ROOT / "configs").glob("*.yaml"))]
 DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
 CLOCK = re.compile(r"\b[0-2]\d:[0-5]\d(:[0-5]\d)?\s*(UTC)?\b")
 COMMIT = re.compile(r"\b(commit|at) [0-9a-f]{7,40}\b")
