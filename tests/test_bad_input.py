@@ -259,6 +259,8 @@ def test_a_truncated_history_without_figures_is_refused(trained, tiny_data, tmp_
     from charrnn.train import TrainConfig, train
 
     run_dir = copy_run(trained, "interrupted", tmp_path)
+    assert load_checkpoint(run_dir)[0].last_row is not None  # the saver records the last epoch's figures
+    add_last_row(run_dir, None)  # as a checkpoint written before it did
     (run_dir / HISTORY_FILE).write_text((run_dir / HISTORY_FILE).read_text()[:-60])
     with pytest.raises(ValueError, match=r"lacks the rows of epochs \[1\] .*holds no figures.*from a backup"):
         train(TrainConfig(run_name="interrupted", epochs=3, **TINY), tiny_data, tmp_path, verbose=0)
