@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from charrnn.extras.fused_gru import FusedGRU
 
 BATCH, STEPS, FEATURES, UNITS = 4, 7, 5, 6
