@@ -1,6 +1,7 @@
 """charrnn: character-level GRU language models in TensorFlow 2 / Keras 3.
 
-The core, one job a module: `data` (corpus, split, prepared folder), `tokenizer`,
+The core, one job a module: `corpus` (finding and reading text), `data` (split,
+prepared folder), `tokenizer`,
 `pipelines` (tf.data), `model` (CharRNN and its step), `config` (TrainConfig), `train`,
 `checkpoint`, `runs` (run folders), `atomic` (safe writes), `sampling`, `generate`
 (the Generator), `reference` (Géron's functions), `export`, `baselines`, `layout`,
@@ -16,7 +17,7 @@ import importlib
 _EXPORTS = {
     "CharTokenizer": "tokenizer",
     "PreparedData": "data",
-    "load_corpus": "data",
+    "load_corpus": "corpus",
     "load_prepared": "data",
     "prepare_data": "data",
     "split_ids": "data",

@@ -124,7 +124,8 @@ def training_config(args):
 
 def _train(args) -> None:
     from charrnn.config import plain_name
-    from charrnn.data import OUTPUTS_DIR, load_prepared
+    from charrnn.corpus import OUTPUTS_DIR
+    from charrnn.data import load_prepared
 
     if not plain_name(args.dataset):
         raise ValueError(f"--dataset must be a folder name under outputs/data/, got {args.dataset!r}")

@@ -35,7 +35,8 @@ import tensorflow as tf
 from charrnn.atomic import write_json
 from charrnn.bench_docs import DOCS_DIR, benchmarks_page, write_page
 from charrnn.bench_training import bench_distribute, bench_loop, replica_rate
-from charrnn.data import OUTPUTS_DIR, load_corpus, split_ids
+from charrnn.corpus import OUTPUTS_DIR, load_corpus
+from charrnn.data import split_ids
 from charrnn.extras import cpp_loop
 from charrnn.generate import Generator, check_count
 from charrnn.model import build_model, compile_model, resolve_embedding_dim

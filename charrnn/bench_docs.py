@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from charrnn.atomic import write_text
-from charrnn.data import PROJECT_ROOT
+from charrnn.corpus import PROJECT_ROOT
 
 DOCS_DIR = PROJECT_ROOT / "docs"
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from charrnn.atomic import write_json
 from charrnn.config import TrainConfig
-from charrnn.data import OUTPUTS_DIR, find_corpus, prepare_data, read_text
+from charrnn.corpus import OUTPUTS_DIR, find_corpus, read_text
+from charrnn.data import prepare_data
 
 
 def summarise(history: dict, upto: int, **row) -> dict:

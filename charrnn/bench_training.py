@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from charrnn.data import load_corpus, split_ids
+from charrnn.corpus import load_corpus
+from charrnn.data import split_ids
 from charrnn.model import build_model, compile_model, resolve_embedding_dim
 from charrnn.pipelines import shuffled_windows, stateful_streams
 from charrnn.reference import BATCH_SIZE, N_STEPS

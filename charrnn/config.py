@@ -25,7 +25,7 @@ from typing import Literal
 
 import yaml
 
-from charrnn.data import PROJECT_ROOT
+from charrnn.corpus import PROJECT_ROOT
 
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 PRESET_ALIASES = {"seed": "geron"}  # the reference recipe's former name

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from charrnn.data import OUTPUTS_DIR, PROJECT_ROOT
+from charrnn.corpus import OUTPUTS_DIR, PROJECT_ROOT
 from charrnn.runs import HISTORY_FILE, TIME_COLUMN, read_config, read_history
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"

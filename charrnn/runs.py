@@ -34,7 +34,7 @@ import tensorflow as tf
 import charrnn.model  # noqa: F401  (registers CharRNN and FusedGRU for loading)
 from charrnn.atomic import atomic_path, folder_lock, write_json, write_text
 from charrnn.checkpoint import CHECKPOINT_DIR
-from charrnn.data import PROJECT_ROOT
+from charrnn.corpus import PROJECT_ROOT
 from charrnn.tokenizer import CharTokenizer
 
 MODEL_FILE = "model.keras"

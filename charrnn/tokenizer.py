@@ -64,7 +64,7 @@ class CharTokenizer:
         if not isinstance(text, str):
             raise ValueError(
                 f"CharTokenizer.fit needs the text as a str, got {type(text).__name__}. "
-                "Read the file first, e.g. charrnn.data.load_corpus(path)."
+                "Read the file first, e.g. charrnn.corpus.load_corpus(path)."
             )
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}.")

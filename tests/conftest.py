@@ -10,7 +10,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from charrnn.data import find_corpus, prepare_data, read_text  # noqa: E402
+from charrnn.corpus import find_corpus, read_text  # noqa: E402
+from charrnn.data import prepare_data  # noqa: E402
 
 TINY_CHARS = 40_000  # enough for a few hundred windows of 100 and a 10% validation split
 

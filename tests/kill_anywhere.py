@@ -148,7 +148,8 @@ def epochs_done(run_dir: Path) -> int:
 
 
 def kill_anywhere(mode: str, kills: int, seed: int, workdir: Path) -> dict:
-    from charrnn.data import find_corpus, prepare_data, read_text
+    from charrnn.corpus import find_corpus, read_text
+    from charrnn.data import prepare_data
 
     outputs = workdir / "outputs"
     prepare_data(read_text(find_corpus())[:40_000], outputs / "data" / "tiny")

@@ -19,7 +19,8 @@ from interrupts import Interrupt, StopAfterEpoch
 import charrnn.atomic as atomic
 from charrnn.atomic import WriteError, write_json
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint
-from charrnn.data import DATA_LOCK_FILE, dataset_dir, load_prepared, prepare_data, read_text
+from charrnn.corpus import read_text
+from charrnn.data import DATA_LOCK_FILE, dataset_dir, load_prepared, prepare_data
 from charrnn.runs import HISTORY_FILE, MODEL_FILE, load_run, read_config, repair_history
 
 ENGLISH = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20

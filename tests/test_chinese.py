@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from charrnn.data import prepare_data, read_text
+from charrnn.corpus import read_text
+from charrnn.data import prepare_data
 from charrnn.export import export_run
 from charrnn.generate import Generator, encode_prompt
 from charrnn.runs import load_run

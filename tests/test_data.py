@@ -1,4 +1,4 @@
-"""charrnn.data: finding and reading the corpus, the checksummed download, splits, prepared folders."""
+"""charrnn.corpus and charrnn.data: reading the corpus, the checksummed download, splits, prepared folders."""
 
 from __future__ import annotations
 
@@ -16,17 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import charrnn.corpus as corpus
 import charrnn.data as data
-from charrnn.data import (
-    SHAKESPEARE_FILENAME,
-    download_corpus,
-    find_corpus,
-    load_corpus,
-    load_prepared,
-    prepare_data,
-    read_text,
-    split_ids,
-)
+from charrnn.corpus import SHAKESPEARE_FILENAME, download_corpus, find_corpus, load_corpus, read_text
+from charrnn.data import load_prepared, prepare_data, split_ids
 from charrnn.tokenizer import CharTokenizer
 
 # ---------------------------------------------------------------- finding the corpus
@@ -34,7 +27,7 @@ from charrnn.tokenizer import CharTokenizer
 
 @pytest.fixture
 def no_env(monkeypatch):
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(corpus.ENV_VAR, raising=False)
 
 
 @pytest.fixture
@@ -42,14 +35,14 @@ def cache_dir(monkeypatch, tmp_path, no_env):
     """An empty cache folder standing in for outputs/data/raw."""
     cache = tmp_path / "raw"
     cache.mkdir()
-    monkeypatch.setattr(data, "CACHE_DIR", cache)
+    monkeypatch.setattr(corpus, "CACHE_DIR", cache)
     return cache
 
 
 def test_explicit_path_wins_over_env_var(monkeypatch, tmp_path):
     mine = tmp_path / "mine.txt"
     mine.write_text("to be or not to be", encoding="utf-8")
-    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "other.txt"))
+    monkeypatch.setenv(corpus.ENV_VAR, str(tmp_path / "other.txt"))
     assert find_corpus(mine) == mine
     assert load_corpus(mine) == "to be or not to be"
 
@@ -57,7 +50,7 @@ def test_explicit_path_wins_over_env_var(monkeypatch, tmp_path):
 def test_env_var_is_used_without_explicit_path(monkeypatch, tmp_path, cache_dir):
     env_file = tmp_path / "env.txt"
     env_file.write_text("from the environment", encoding="utf-8")
-    monkeypatch.setenv(data.ENV_VAR, str(env_file))
+    monkeypatch.setenv(corpus.ENV_VAR, str(env_file))
     assert find_corpus() == env_file
     assert load_corpus() == "from the environment"
 
@@ -71,12 +64,12 @@ def test_cached_corpus_is_found_and_checked(cache_dir, corpus_path):
 
 def test_cached_corpus_with_wrong_sha256_is_refused(cache_dir):
     (cache_dir / SHAKESPEARE_FILENAME).write_text("not Shakespeare", encoding="utf-8")
-    with pytest.raises(ValueError, match=f"has sha256 [0-9a-f]{{64}}, expected {data.SHAKESPEARE_SHA256}"):
+    with pytest.raises(ValueError, match=f"has sha256 [0-9a-f]{{64}}, expected {corpus.SHAKESPEARE_SHA256}"):
         find_corpus()
 
 
 def test_empty_cache_downloads_into_the_cache(cache_dir, monkeypatch):
-    real_download = data.download_corpus
+    real_download = corpus.download_corpus
     calls = []
 
     def fake_download(*args, **kwargs):
@@ -85,7 +78,7 @@ def test_empty_cache_downloads_into_the_cache(cache_dir, monkeypatch):
         calls.append(Path(bound.arguments["cache_dir"]))
         return cache_dir / SHAKESPEARE_FILENAME
 
-    monkeypatch.setattr(data, "download_corpus", fake_download)
+    monkeypatch.setattr(corpus, "download_corpus", fake_download)
     assert find_corpus() == cache_dir / SHAKESPEARE_FILENAME
     assert calls == [cache_dir]
 
@@ -104,7 +97,7 @@ def test_directory_as_corpus_says_it_is_a_directory(tmp_path, no_env, monkeypatc
         read_text(tmp_path)
     with pytest.raises(FileNotFoundError, match="is a directory, not a file"):
         load_corpus(tmp_path)
-    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(corpus.ENV_VAR, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="which is a directory"):
         find_corpus()
 
@@ -304,22 +297,22 @@ def test_load_prepared_without_meta_says_how_to_make_it(tmp_path):
 
 
 def test_outputs_dir_env_var_wins(monkeypatch, tmp_path):
-    monkeypatch.setenv(data.OUTPUTS_ENV_VAR, str(tmp_path / "elsewhere"))
-    assert data.find_outputs_dir() == tmp_path / "elsewhere"
+    monkeypatch.setenv(corpus.OUTPUTS_ENV_VAR, str(tmp_path / "elsewhere"))
+    assert corpus.find_outputs_dir() == tmp_path / "elsewhere"
 
 
 def test_outputs_dir_is_the_checkout_when_running_from_one(monkeypatch, tmp_path):
-    monkeypatch.delenv(data.OUTPUTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(corpus.OUTPUTS_ENV_VAR, raising=False)
     checkout, other, cwd = tmp_path / "checkout", tmp_path / "other", tmp_path / "cwd"
     for folder in (checkout, other, cwd):
         folder.mkdir()
     (checkout / "pyproject.toml").write_text('[project]\nname = "charrnn"\nversion = "0.1.0"\n')
     (other / "pyproject.toml").write_text('[project]\nname = "something-else"\n')
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(data, "PROJECT_ROOT", checkout)
-    assert data.find_outputs_dir() == checkout / "outputs"
-    monkeypatch.setattr(data, "PROJECT_ROOT", other)  # a pyproject.toml, but not ours
-    assert data.find_outputs_dir() == cwd / "outputs"
+    monkeypatch.setattr(corpus, "PROJECT_ROOT", checkout)
+    assert corpus.find_outputs_dir() == checkout / "outputs"
+    monkeypatch.setattr(corpus, "PROJECT_ROOT", other)  # a pyproject.toml, but not ours
+    assert corpus.find_outputs_dir() == cwd / "outputs"
 
 
 def test_installed_package_never_writes_into_site_packages(tmp_path):
@@ -329,10 +322,10 @@ def test_installed_package_never_writes_into_site_packages(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     work = tmp_path / "work"
     work.mkdir()
-    env = {key: value for key, value in os.environ.items() if key != data.OUTPUTS_ENV_VAR}
+    env = {key: value for key, value in os.environ.items() if key != corpus.OUTPUTS_ENV_VAR}
     env["PYTHONPATH"] = str(site)
     result = subprocess.run(
-        [sys.executable, "-c", "import charrnn.data as d; print(d.OUTPUTS_DIR); print(d.CACHE_DIR)"],
+        [sys.executable, "-c", "import charrnn.corpus as d; print(d.OUTPUTS_DIR); print(d.CACHE_DIR)"],
         capture_output=True, text=True, cwd=work, env=env, timeout=120,
     )
     assert result.returncode == 0, result.stderr

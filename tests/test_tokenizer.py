@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.data import read_text
+from charrnn.corpus import read_text
 from charrnn.tokenizer import CharTokenizer
 
 
