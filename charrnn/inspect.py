@@ -1,0 +1,142 @@
+"""What a trained model learned: surprisal, hidden units, gates and n-gram baselines (notebook 05).
+
+`trace` runs the model's own step (`CharRNN.step`) over a text, one character at a time with the
+states carried, and keeps what each view needs: the surprisal of every character (bits, given all
+before it), the model's top guesses for it, and every recurrent state after it. `gates` recomputes
+each recurrent layer's gates from its cell weights (the Keras 3 equations, vectorised over time from
+the traced states), `text_features` describes each position (`charrnn.features`), and
+`unit_correlations` searches every unit for the features it tracks. Drawing is in `inspect_views`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from charrnn.model import CharRNN, _sizes
+from charrnn.runs import Run, read_history
+
+SATURATED_BELOW, SATURATED_ABOVE = 0.1, 0.9  # the 2015 paper's thresholds for a saturated gate
+GATE_NAMES = {"GRUCell": ("update z", "reset r"), "LSTMCell": ("input i", "forget f", "output o"),
+              "SimpleRNNCell": ()}
+
+
+def find_run_data(run: Run, outputs_dir: str | os.PathLike) -> Path:
+    """The prepared-data folder under `<outputs_dir>/data/` that the run was trained on.
+
+    The run's config.json records its data identity ("data": corpus sha256, vocabulary size,
+    case, split); a folder matches when its meta.json agrees on every recorded key. A
+    recorded dataset_name that matches is preferred; several other matches: the first by name.
+    """
+    identity = run.config.get("data")
+    data_root = Path(outputs_dir) / "data"
+    if not isinstance(identity, dict) or not identity:
+        raise ValueError(f"{run.path}/config.json records no data identity ('data'): it was trained by an "
+                         "older version. Pass the prepared data folder explicitly (data_dir=...).")
+    matches = []
+    for meta_path in sorted(data_root.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an unreadable dataset cannot be the run's
+        if isinstance(meta, dict) and all(meta.get(key) == value for key, value in identity.items()):
+            matches.append(meta_path.parent)
+    named = [path for path in matches if path.name in (run.config.get("dataset_name"),
+                                                       identity.get("dataset_name"))]
+    if named or matches:
+        return (named or matches)[0]
+    sha = str(identity.get("corpus_sha256", "?"))[:12]
+    raise ValueError(
+        f"No prepared data under {data_root} matches run {run.path.name} (corpus sha256 {sha}..., "
+        f"{identity.get('train_chars')} training characters, lower={identity.get('lower')}). Prepare the "
+        "run's corpus with the same settings first (notebook 01, `make data CORPUS=... DATASET=...`), or "
+        "pass outputs_dir where it was prepared.")
+
+
+def recorded_bits_per_char(run: Run) -> float | None:
+    """The run's validation bits/char at its last epoch (the one model.keras holds); None if unrecorded."""
+    history = read_history(run.path)
+    if history.get("val_bpc"):
+        return float(history["val_bpc"][-1])
+    if history.get("val_loss"):
+        return float(history["val_loss"][-1]) / math.log(2)
+    return None
+
+
+def passage_start(text: str, after: int = 0) -> int:
+    """The first line start at or after `after` (the text's start when no newline follows)."""
+    newline = text.find("\n", max(after - 1, 0))
+    return newline + 1 if 0 <= newline < len(text) - 1 else 0
+
+
+@dataclass
+class Trace:
+    """One pass of the step over `ids` (T,): everything indexed by the position of a character."""
+
+    ids: np.ndarray
+    bits: np.ndarray  # (T,) -log2 P(ids[t] | ids[:t]); nan at t = 0 (nothing before it)
+    top_ids: np.ndarray  # (T, k) the model's k likeliest ids for position t (row 0: zeros)
+    top_probs: np.ndarray  # (T, k) their probabilities (row 0: nan)
+    states: dict[str, np.ndarray]  # "<layer>.h" (and "<layer>.c" for an LSTM) → (T, units), after ids[t]
+
+
+def recurrent_layers(model: CharRNN) -> list:
+    return [layer for layer in model.body if isinstance(layer, keras.layers.RNN)]
+
+
+def state_names(model: CharRNN) -> list[str]:
+    """The names of the states `step` carries, in its order: '<layer>.h', and '<layer>.c' for an LSTM."""
+    names = []
+    for layer in recurrent_layers(model):
+        names += [f"{layer.name}.{part}" for part in "hc"[: len(_sizes(layer.cell))]]
+    return names
+
+
+def trace(model: CharRNN, ids, top_k: int = 5) -> Trace:
+    """Run `model.step` over `ids` (one stream, states from zero) and keep the views' figures."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or len(ids) < 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"trace needs a 1-D array of at least 2 character ids, got shape {ids.shape} "
+                         f"of {ids.dtype}.")
+    if ids.min() < 1 or ids.max() > model.vocab_size:
+        raise ValueError(f"ids must be in 1..{model.vocab_size} (the model's vocabulary); got "
+                         f"{ids.min()}..{ids.max()}: encode the text with the run's tokenizer.")
+    k = min(top_k, model.vocab_size)
+    log_probs, top_log, top_ids, states = _step_loop(model, k)(tf.constant(ids, tf.int32))
+    # Step t reads ids[t] and predicts ids[t + 1]: shift by one so row t is about character t.
+    bits = np.concatenate([[np.nan], -log_probs.numpy()[:-1] / math.log(2)])
+    top_ids = np.concatenate([np.zeros((1, k), np.int64), top_ids.numpy()[:-1] + 1])
+    top_probs = np.concatenate([np.full((1, k), np.nan), np.exp(top_log.numpy()[:-1])])
+    return Trace(ids, bits, top_ids, top_probs,
+                 {name: s.numpy()[:, 0] for name, s in zip(state_names(model), states)})
+
+
+def _step_loop(model: CharRNN, k: int):
+    """`model.step` over a sequence in one graph: log P(next id), the top k and the states, per step."""
+    @tf.function
+    def run(ids):
+        steps = tf.shape(ids)[0]
+        next_ids = tf.concat([ids[1:], ids[-1:]], 0)  # the last step's target is dropped by `trace`
+        outputs = [tf.TensorArray(dtype, size=steps) for dtype in (tf.float32, tf.float32, tf.int32)]
+        carried = [tf.TensorArray(tf.float32, size=steps) for _ in model.state_sizes]
+
+        def body(t, states, outputs, carried):
+            logits, states = model.step(ids[t][None], states)
+            log_probs = tf.nn.log_softmax(logits[0])
+            top = tf.math.top_k(log_probs, k)
+            figures = (log_probs[next_ids[t] - 1], top.values, top.indices)
+            outputs = [array.write(t, value) for array, value in zip(outputs, figures)]
+            carried = [array.write(t, state) for array, state in zip(carried, states)]
+            return t + 1, tuple(states), outputs, carried
+
+        _, _, outputs, carried = tf.while_loop(
+            lambda t, *_: t < steps, body, [0, tuple(model.initial_states(1)), outputs, carried])
+        return (*[array.stack() for array in outputs], [array.stack() for array in carried])
+    return run
