@@ -3,9 +3,8 @@
 `trace` runs the model's own step (`CharRNN.step`) over a text, one character at a time with the
 states carried, and keeps what each view needs: the surprisal of every character (bits, given all
 before it), the model's top guesses for it, and every recurrent state after it. `gates` recomputes
-each recurrent layer's gates from its cell weights (the Keras 3 equations, vectorised over time from
-the traced states), `text_features` describes each position (`charrnn.features`), and
-`unit_correlations` searches every unit for the features it tracks. Drawing is in `inspect_views`.
+`unit_correlations` searches every unit for the text features it tracks (`charrnn.features`).
+The gates are in `charrnn.gates`, the drawing in `charrnn.inspect_views`.
 """
 
 from __future__ import annotations
@@ -22,10 +21,6 @@ import tensorflow as tf
 
 from charrnn.model import CharRNN, _sizes
 from charrnn.runs import Run, read_history
-
-SATURATED_BELOW, SATURATED_ABOVE = 0.1, 0.9  # the 2015 paper's thresholds for a saturated gate
-GATE_NAMES = {"GRUCell": ("update z", "reset r"), "LSTMCell": ("input i", "forget f", "output o"),
-              "SimpleRNNCell": ()}
 
 
 def find_run_data(run: Run, outputs_dir: str | os.PathLike) -> Path:
@@ -142,104 +137,41 @@ def _step_loop(model: CharRNN, k: int):
     return run
 
 
-@dataclass
-class LayerGates:
-    """One recurrent layer over a trace: its gates (T, units) each, and the states they give."""
-
-    layer: str
-    cell: str  # "GRUCell", "LSTMCell", "SimpleRNNCell"
-    gates: dict[str, np.ndarray]  # empty for a SimpleRNN, which has none
-    states: dict[str, np.ndarray]  # "h" (and "c"), recomputed from the gates: equal to the step's
-
-
-def layer_inputs(model: CharRNN, traced: Trace) -> dict[str, np.ndarray]:
-    """What each recurrent layer read at every position (T, features): the ids' one-hot vectors or
-    embeddings, or the layer below's states through any per-time-step layers between them."""
-    x, inputs = model._inputs(traced.ids), {}
-    for layer in model.body:
-        if isinstance(layer, keras.layers.RNN):
-            inputs[layer.name] = keras.ops.convert_to_numpy(x)
-            x = traced.states[f"{layer.name}.h"]
-        else:
-            x = layer(x, training=False)
-    return inputs
+def unit_correlations(states: dict[str, np.ndarray], features: dict[str, np.ndarray]) -> dict:
+    """Pearson r of every unit of every state with every feature: {"units": [(state, unit)], "features":
+    [names], "r": (units, features)}. A unit constant over the text gets r = 0 (it tracks nothing)."""
+    names = [(state, unit) for state, values in states.items() for unit in range(values.shape[1])]
+    activations = np.concatenate(list(states.values()), axis=1).astype(np.float64)
+    columns = np.stack(list(features.values()), axis=1).astype(np.float64)
+    if len(activations) != len(columns):
+        raise ValueError(f"{len(activations)} traced positions but {len(columns)} feature positions: "
+                         "compute the features of the traced text.")
+    a = activations - activations.mean(axis=0)
+    f = columns - columns.mean(axis=0)
+    a_norm, f_norm = np.linalg.norm(a, axis=0), np.linalg.norm(f, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a.T @ f) / np.outer(a_norm, f_norm)
+    return {"units": names, "features": list(features), "r": np.nan_to_num(r)}
 
 
-def gates(model: CharRNN, traced: Trace) -> list[LayerGates]:
-    """Every recurrent layer's gates at every position, from its cell weights and the traced states.
-
-    All positions at once: the gates at t need only the layer's input at t and its states at
-    t - 1 (zeros before the first character), both in the trace.
-    """
-    result = []
-    for layer, x in zip(recurrent_layers(model), layer_inputs(model, traced).values()):
-        cell = layer.cell
-        before = {part: np.concatenate([np.zeros_like(s[:1]), s[:-1]])
-                  for part in "hc" if (s := traced.states.get(f"{layer.name}.{part}")) is not None}
-        kind = type(cell).__name__ if type(cell).__name__ in GATE_NAMES else None
-        if kind is None:
-            raise ValueError(f"Layer {layer.name} has a {type(cell).__name__}: the gate view knows GRU, "
-                             "LSTM and SimpleRNN cells only.")
-        gate_values, states = _CELL_EQUATIONS[kind](cell, x, before)
-        result.append(LayerGates(layer.name, kind, gate_values, states))
-    return result
+def best_units(correlations: dict) -> list[dict]:
+    """For each feature, the unit with the largest |r|: rows of feature, state, unit, r."""
+    rows = []
+    for j, feature in enumerate(correlations["features"]):
+        i = int(np.argmax(np.abs(correlations["r"][:, j])))
+        state, unit = correlations["units"][i]
+        rows.append({"feature": feature, "state": state, "unit": unit, "r": float(correlations["r"][i, j])})
+    return rows
 
 
-def _weights(cell) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    bias = keras.ops.convert_to_numpy(cell.bias) if cell.use_bias else None
-    return keras.ops.convert_to_numpy(cell.kernel), keras.ops.convert_to_numpy(cell.recurrent_kernel), bias
-
-
-def _apply(activation, x: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(activation(keras.ops.convert_to_tensor(x)))
-
-
-def _gru(cell, x, before):
-    """keras/src/layers/rnn/gru.py, GRUCell.call: kernel columns z | r | h; reset_after=True keeps
-    an input and a recurrent bias (bias shape (2, 3 units)) and resets after the recurrent product."""
-    kernel, recurrent, bias = _weights(cell)
-    units, h_before = cell.units, before["h"]
-    if bias is None:
-        bias = np.zeros((2, 3 * units) if cell.reset_after else 3 * units, kernel.dtype)
-    input_bias, recurrent_bias = (bias[0], bias[1]) if cell.reset_after else (bias, 0.0)
-    x_z, x_r, x_h = np.split(x @ kernel + input_bias, 3, axis=-1)
-    inner = h_before @ recurrent + recurrent_bias
-    z = _apply(cell.recurrent_activation, x_z + inner[:, :units])
-    r = _apply(cell.recurrent_activation, x_r + inner[:, units: 2 * units])
-    if cell.reset_after:
-        recurrent_h = r * inner[:, 2 * units:]
-    else:
-        recurrent_h = (r * h_before) @ recurrent[:, 2 * units:]
-    candidate = _apply(cell.activation, x_h + recurrent_h)
-    h = z * h_before + (1 - z) * candidate
-    return {"update z": z, "reset r": r}, {"h": h}
-
-
-def _lstm(cell, x, before):
-    """keras/src/layers/rnn/lstm.py, LSTMCell.call: kernel columns i | f | c | o."""
-    kernel, recurrent, bias = _weights(cell)
-    z = x @ kernel + before["h"] @ recurrent + (0.0 if bias is None else bias)
-    z_i, z_f, z_c, z_o = np.split(z, 4, axis=-1)
-    i, f, o = (_apply(cell.recurrent_activation, part) for part in (z_i, z_f, z_o))
-    c = f * before["c"] + i * _apply(cell.activation, z_c)
-    h = o * _apply(cell.activation, c)
-    return {"input i": i, "forget f": f, "output o": o}, {"h": h, "c": c}
-
-
-def _simple_rnn(cell, x, before):
-    """keras/src/layers/rnn/simple_rnn.py, SimpleRNNCell.call: no gates, h = act(x K + b + h R)."""
-    kernel, recurrent, bias = _weights(cell)
-    h = x @ kernel + (0.0 if bias is None else bias) + before["h"] @ recurrent
-    return {}, {"h": h if cell.activation is None else _apply(cell.activation, h)}
-
-
-_CELL_EQUATIONS = {"GRUCell": _gru, "LSTMCell": _lstm, "SimpleRNNCell": _simple_rnn}
-
-
-def saturation(layer_gates: list[LayerGates]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """{layer: {gate: {"left": [...], "right": [...]}}}: per unit, the fraction of positions where the
-    gate is below SATURATED_BELOW (left-saturated) or above SATURATED_ABOVE (right-saturated)."""
-    return {entry.layer: {name: {"left": (values < SATURATED_BELOW).mean(axis=0).tolist(),
-                                 "right": (values > SATURATED_ABOVE).mean(axis=0).tolist()}
-                          for name, values in entry.gates.items()}
-            for entry in layer_gates}
+def bucket_means(values: np.ndarray, keys: np.ndarray, edges) -> list[dict]:
+    """Mean of `values` per bucket of `keys` (bucket b: edges[b] <= key < edges[b + 1]), skipping NaN
+    values; empty buckets are left out. Rows of label, count, mean."""
+    rows, edges = [], list(edges)
+    for low, high in zip(edges, edges[1:] + [math.inf]):
+        chosen = (keys >= low) & (keys < high) & ~np.isnan(values)
+        if chosen.any():
+            label = (f"{low:g}" if high == low + 1 else f"{low:g}+" if high == math.inf
+                     else f"{low:g}-{high - 1:g}")
+            rows.append({"bucket": label, "count": int(chosen.sum()), "mean": float(values[chosen].mean())})
+    return rows
