@@ -22,6 +22,8 @@ import tensorflow as tf
 from charrnn.model import CharRNN, _sizes
 from charrnn.runs import Run, read_history
 
+WARMUP_CHARS = 200  # context read before the shown passage starts
+
 
 def find_run_data(run: Run, outputs_dir: str | os.PathLike) -> Path:
     """The prepared-data folder under `<outputs_dir>/data/` that the run was trained on.
@@ -65,10 +67,34 @@ def recorded_bits_per_char(run: Run) -> float | None:
     return None
 
 
-def passage_start(text: str, after: int = 0) -> int:
-    """The first line start at or after `after` (the text's start when no newline follows)."""
-    newline = text.find("\n", max(after - 1, 0))
-    return newline + 1 if 0 <= newline < len(text) - 1 else 0
+def _line_start(ids: np.ndarray, newline_id: int | None, after: int) -> int:
+    """The first position at or after `after` that starts a line (`after` itself if none does)."""
+    if newline_id is None or after == 0:
+        return after
+    newlines = np.flatnonzero(ids[after - 1:] == newline_id)
+    return after + int(newlines[0]) if len(newlines) and after + newlines[0] < len(ids) - 1 else after
+
+
+def analysis_window(val_ids, tokenizer, analysis_chars: int, passage_chars: int) -> tuple[np.ndarray, slice]:
+    """The validation ids the views read, from its first line start, and the shown passage within them.
+
+    At least `analysis_chars` characters (the unit search, gates and n-gram comparison), and
+    enough for the passage to start at a line after WARMUP_CHARS of context (its first state
+    then carries the text before it, as the model's states do in use).
+    """
+    for name, value in (("analysis_chars", analysis_chars), ("passage_chars", passage_chars)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise ValueError(f"{name} must be an integer >= 2 (characters of validation text), "
+                             f"got {value!r}.")
+    val_ids = np.asarray(val_ids)
+    if len(val_ids) < 2:
+        raise ValueError(f"The validation split has {len(val_ids)} characters: prepare the data with a "
+                         "larger validation share (train_fraction) or a longer corpus.")
+    newline_id = tokenizer.encode("\n")[0] if not tokenizer.unknown_chars("\n") else None
+    ids = val_ids[_line_start(val_ids, newline_id, 1 if len(val_ids) > 2 else 0):]  # [0] may be mid-line
+    ids = ids[: max(analysis_chars, 2 * WARMUP_CHARS + passage_chars)]  # room to find a line start
+    start = _line_start(ids, newline_id, max(0, min(WARMUP_CHARS, len(ids) - passage_chars)))
+    return ids, slice(start, min(start + passage_chars, len(ids)))
 
 
 @dataclass
@@ -175,3 +201,23 @@ def bucket_means(values: np.ndarray, keys: np.ndarray, edges) -> list[dict]:
                      else f"{low:g}-{high - 1:g}")
             rows.append({"bucket": label, "count": int(chosen.sum()), "mean": float(values[chosen].mean())})
     return rows
+
+
+POSITION_BUCKETS = (0, 1, 3, 6, 11, 21, 41)  # position in line: 0, 1-2, 3-5, 6-10, 11-20, 21-40, 41+
+
+
+def ngram_comparison(models: dict, val_ids, traced: Trace, positions: np.ndarray) -> dict:
+    """The n-gram curve on the whole validation split, and the RNN against the best order on the trace.
+
+    `models`: order → fitted model (`ngram.fit_orders`). Position 0 of the trace is left out of
+    both (the RNN has nothing to predict it from). Bits/char by position in line, bucketed.
+    """
+    curve = {order: model.bits_per_char(val_ids) for order, model in models.items()}
+    best = min(curve, key=curve.get)
+    ngram_bits = -models[best].log2_probs(traced.ids)
+    ngram_bits[0] = np.nan
+    rnn = bucket_means(traced.bits, positions, POSITION_BUCKETS)
+    ngram = {row["bucket"]: row["mean"] for row in bucket_means(ngram_bits, positions, POSITION_BUCKETS)}
+    return {"curve": curve, "best_order": best,
+            "trace_bits": {"rnn": float(np.nanmean(traced.bits)), "ngram": float(np.nanmean(ngram_bits))},
+            "by_position": [{**row, "rnn": row.pop("mean"), "ngram": ngram[row["bucket"]]} for row in rnn]}
