@@ -202,3 +202,35 @@ def units_view(tokenizer, traced, passage: slice, best: list[dict], folder) -> s
     if panels:
         plt.close(units_png(chars, panels, os.path.join(folder, "units.png")))
     return body
+
+
+def format_best_units(best: list[dict]) -> str:
+    """The unit table: for each feature, the unit with the largest |r|."""
+    lines = [f"{'feature':<18} {'state':<14} {'unit':>5} {'r':>7}"]
+    lines += [f"{row['feature']:<18} {row['state']:<14} {row['unit']:>5} {row['r']:>+7.3f}" for row in best]
+    return "\n".join(lines)
+
+
+def format_saturation(fractions: dict) -> str:
+    """Per layer and gate, the mean share of positions left- and right-saturated over its units."""
+    lines = [f"{'layer':<10} {'gate':<10} {'< 0.1':>7} {'> 0.9':>7}  (mean over units)"]
+    for layer, gates in fractions.items():
+        if not gates:
+            lines.append(f"{layer:<10} no gates (a simple RNN cell): nothing to saturate")
+        for name, values in gates.items():
+            left, right = np.mean(values["left"]), np.mean(values["right"])
+            lines.append(f"{layer:<10} {name:<10} {left:>7.1%} {right:>7.1%}")
+    return "\n".join(lines)
+
+
+def format_ngram(comparison: dict, run_bits: float | None) -> str:
+    """The n-gram curve, the run's figure, and the RNN against the best order by position in line."""
+    lines = ["validation bits/char: " + ", ".join(f"n={n}: {b:.3f}" for n, b in comparison["curve"].items())]
+    recorded = "not recorded" if run_bits is None else f"{run_bits:.3f}"
+    lines.append(f"this run (history.csv, last epoch): {recorded}; best n-gram: n={comparison['best_order']}")
+    traced, best = comparison["trace_bits"], comparison["best_order"]
+    lines.append(f"traced text: RNN {traced['rnn']:.3f}, {best}-gram {traced['ngram']:.3f} bits/char")
+    lines.append(f"{'position':>9} {'chars':>6} {'RNN':>6} {'n-gram':>7}")
+    lines += [f"{row['bucket']:>9} {row['count']:>6} {row['rnn']:>6.2f} {row['ngram']:>7.2f}"
+              for row in comparison["by_position"]]
+    return "\n".join(lines)
