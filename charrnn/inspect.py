@@ -68,11 +68,11 @@ def recorded_bits_per_char(run: Run) -> float | None:
 
 
 def _line_start(ids: np.ndarray, newline_id: int | None, after: int) -> int:
-    """The first position at or after `after` that starts a line (`after` itself if none does)."""
+    """The first position at or after `after` that starts a non-empty line (`after` if none does)."""
     if newline_id is None or after == 0:
         return after
-    newlines = np.flatnonzero(ids[after - 1:] == newline_id)
-    return after + int(newlines[0]) if len(newlines) and after + newlines[0] < len(ids) - 1 else after
+    starts = np.flatnonzero((ids[after - 1:-1] == newline_id) & (ids[after:] != newline_id))
+    return after + int(starts[0]) if len(starts) else after
 
 
 def analysis_window(val_ids, tokenizer, analysis_chars: int, passage_chars: int) -> tuple[np.ndarray, slice]:

@@ -49,7 +49,7 @@ def _cells(chars, colours, titles, below=None) -> str:
             parts.append('<span class="br"></span>')
     style = (f"<style>.cr{{display:flex;flex-wrap:wrap;font-family:{FONT_STACK};line-height:1.15}}"
              ".cr .c{display:inline-flex;flex-direction:column;align-items:center;margin:0 0 6px 0}"
-             ".cr .f{min-width:0.6em;text-align:center;white-space:pre}"
+             ".cr .f{min-width:0.6em;text-align:center;white-space:pre;color:#000}"
              ".cr .g{font-size:58%;color:#555;white-space:pre}.cr .br{flex-basis:100%;height:0}</style>")
     return f'{style}<div class="cr">{"".join(parts)}</div>'
 
@@ -106,10 +106,17 @@ def draw_text_grid(ax, chars, face_colours, columns: int = GRID_COLUMNS) -> None
         face = shown(char) if char in SHOWN and char != " " else char
         if char != " " and not all(ord(c) in covered for c in face):
             face = "?"
-        ax.text(col + width / 2, row + 0.55, face, ha="center", va="center", fontsize=8, fontfamily=fonts)
+        ink = "white" if _luminance(colour) < 0.45 else "black"  # readable on dark cells
+        ax.text(col + width / 2, row + 0.55, face, ha="center", va="center", fontsize=8, fontfamily=fonts,
+                color=ink)
     ax.set_xlim(0, columns)
     ax.set_ylim(rows, 0)
     ax.set_axis_off()
+
+
+def _luminance(colour: str) -> float:
+    red, green, blue = colors.to_rgb(colour)
+    return 0.299 * red + 0.587 * green + 0.114 * blue
 
 
 def _rows_needed(chars, columns: int = GRID_COLUMNS) -> int:
