@@ -43,13 +43,14 @@ def _cells(chars, colours, titles, below=None) -> str:
         face = html.escape(shown(char) if char in SHOWN and char != " " else char) or "&nbsp;"
         face = "&nbsp;" if char == " " else face
         extra = below[i] if below else ""
+        ink = "#fff" if _luminance(colour) < 0.45 else "#000"  # readable on dark cells
         parts.append(f'<span class="c" title="{html.escape(title)}"><span class="f" '
-                     f'style="background:{colour}">{face}</span>{extra}</span>')
+                     f'style="background:{colour};color:{ink}">{face}</span>{extra}</span>')
         if char == "\n":
             parts.append('<span class="br"></span>')
     style = (f"<style>.cr{{display:flex;flex-wrap:wrap;font-family:{FONT_STACK};line-height:1.15}}"
              ".cr .c{display:inline-flex;flex-direction:column;align-items:center;margin:0 0 6px 0}"
-             ".cr .f{min-width:0.6em;text-align:center;white-space:pre;color:#000}"
+             ".cr .f{min-width:0.6em;text-align:center;white-space:pre}"
              ".cr .g{font-size:58%;color:#555;white-space:pre}.cr .br{flex-basis:100%;height:0}</style>")
     return f'{style}<div class="cr">{"".join(parts)}</div>'
 

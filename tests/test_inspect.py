@@ -177,3 +177,39 @@ def test_trace_refuses_ids_outside_the_vocabulary(traced_model):
         inspect.trace(model, np.array([1, 13]))
     with pytest.raises(ValueError, match="at least 2 character ids"):
         inspect.trace(model, np.array([1]))
+
+
+def test_views_save_html_and_png_and_show_the_top_guesses(tmp_path):
+    from charrnn import inspect_views
+
+    tokenizer = CharTokenizer.fit("关关雎鸠，在河之洲。\nab (c) d\n")
+    keras.utils.set_random_seed(4)
+    model = build_model(tokenizer.vocab_size, units=8, n_layers=1)
+    ids = tokenizer.encode("关关雎鸠，在河之洲。\nab (c) d\n" * 3)
+    traced = inspect.trace(model, ids)
+    passage = slice(3, 30)
+    body = inspect_views.surprisal_view(tokenizer, traced, passage, tmp_path)
+    first_guess = tokenizer.chars[traced.top_ids[3, 0] - 1]
+    assert f"{inspect_views.shown(first_guess)} {traced.top_probs[3, 0]:.1%}" in body
+    values, _ = features.text_features(tokenizer.decode(ids), cased=False)
+    best = inspect.best_units(inspect.unit_correlations(traced.states, values))
+    units = inspect_views.units_view(tokenizer, traced, passage, best, tmp_path)
+    assert units.count("<b>") == len(best) and "雎" in units
+    saved = {path.name for path in tmp_path.iterdir()}
+    assert {"surprisal.html", "surprisal.png", "units.html", "units.png"} <= saved
+
+
+def test_ngram_comparison_scores_the_traced_text_with_the_best_order():
+    from charrnn.ngram import fit_orders
+
+    train = np.tile([1, 2, 3, 1, 2], 40)
+    traced = inspect.Trace(np.array([1, 2, 3, 1, 2, 3]), np.array([np.nan, 1, 1, 2, 2, 2.0]),
+                           np.zeros((6, 1), int), np.zeros((6, 1)), {})
+    models = fit_orders(train, 3, range(1, 4))
+    result = inspect.ngram_comparison(models, train[:50], traced, np.array([0, 1, 2, 3, 4, 5]))
+    assert result["best_order"] == min(result["curve"], key=result["curve"].get)
+    expected = -models[result["best_order"]].log2_probs(traced.ids)[1:].mean()
+    assert result["trace_bits"] == {"rnn": 1.6, "ngram": pytest.approx(expected)}
+    # position 0 has no RNN figure (nothing before it), so its bucket is left out
+    assert [(row["bucket"], row["count"], row["rnn"]) for row in result["by_position"]] == [
+        ("1-2", 2, 1.0), ("3-5", 3, 2.0)]
