@@ -22,6 +22,7 @@ RUN_SUFFIX := $(if $(filter tinyshakespeare,$(DATASET)),,-$(DATASET))
 RUN ?= stateless$(RUN_SUFFIX)# stateless run name (notebook 02)
 SRUN ?= stateful$(RUN_SUFFIX)# stateful run name (notebook 03)
 GEN_RUN ?= $(OUT)/runs/$(SRUN)
+INSPECT_RUN ?= $(OUT)/runs/$(SRUN)# the finished run notebook 05 opens up (make inspect)
 PROMPT ?= ROMEO:
 NCHARS ?= 500
 TEMPERATURE ?= 0.8
@@ -58,12 +59,12 @@ define papermill
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help setup native fonts data train-stateless train-stateful generate reproduce test test-distributed kill-test lint bench bench-quality clean
+.PHONY: help setup native fonts data train-stateless train-stateful generate inspect reproduce test test-distributed kill-test lint bench bench-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=$(PRESET) DATASET=$(DATASET) RUN=$(RUN) SRUN=$(SRUN) OUT=$(OUT)"
-	@echo "             CORPUS MIN_COUNT MAX_VOCAB FORCE (make data); GEN_RUN PROMPT NCHARS TEMPERATURE (generate)"
+	@echo "             CORPUS MIN_COUNT MAX_VOCAB FORCE (make data); GEN_RUN PROMPT NCHARS TEMPERATURE (generate); INSPECT_RUN"
 	@echo "             any training option in capitals (EPOCHS UNITS CELL SEED TENSORBOARD STRATEGY REPLICAS ...)"
 	@echo "             or a short name: STEPS LR MINUTES EMBEDDING GRU STREAMS; TIMEOUT KILLS MODE BUDGETS PRESETS CASED"
 
@@ -107,6 +108,9 @@ train-stateful: $(DATA_DIR)/meta.json | $(STAMP) ## the main job, notebook 03: s
 generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, TEMPERATURE)
 	$(PY) -m charrnn generate --run "$$GEN_RUN" --prompt "$$PROMPT" --n-chars "$$NCHARS" \
 		--temperature "$$TEMPERATURE"  # the values from the environment: never re-parsed by the shell
+
+inspect: $(STAMP) ## notebook 05 on INSPECT_RUN: surprisal, units, gates, n-gram baselines into <run>/inspect/
+	$(call papermill,notebooks/05_inspect.ipynb,$(INSPECT_RUN)/05_inspect.ipynb,-p run_dir $(abspath $(INSPECT_RUN)))
 
 reproduce: $(STAMP) ## re-run outputs/runs/<RUN> from its records into RUN-reproduced; compare the histories
 	$(PY) -m charrnn.reproduce --run $(RUN) --outputs $(OUT)

@@ -192,13 +192,19 @@ def fit_kneser_ney(train_ids, vocab_size: int, order: int) -> NGramModel:
     return NGramModel(_count_grams(train_ids, vocab_size + 1, order), vocab_size, order)
 
 
-def ngram_curve(train_ids, val_ids, vocab_size: int, orders=range(1, 11)) -> dict[int, float]:
-    """Validation bits/char of the model of each order fitted on `train_ids`; counts are made once."""
+def fit_orders(train_ids, vocab_size: int, orders=range(1, 11)) -> dict[int, NGramModel]:
+    """A model of each order in `orders` fitted on `train_ids`, the counts made once for all of them."""
     vocab_size = _check_vocab_size(vocab_size)
     orders = [_check_order(order) for order in orders]
     if not orders:
-        raise ValueError("orders is empty: pass the n-gram orders to score, e.g. range(1, 11).")
+        raise ValueError("orders is empty: pass the n-gram orders to fit, e.g. range(1, 11).")
     train_ids = check_ids("train_ids", train_ids, vocab_size)
-    val_ids = check_ids("val_ids", val_ids, vocab_size)
     tables = _count_grams(train_ids, vocab_size + 1, max(orders))
-    return {order: NGramModel(tables, vocab_size, order).bits_per_char(val_ids) for order in orders}
+    return {order: NGramModel(tables, vocab_size, order) for order in orders}
+
+
+def ngram_curve(train_ids, val_ids, vocab_size: int, orders=range(1, 11)) -> dict[int, float]:
+    """Validation bits/char of the model of each order fitted on `train_ids`; counts are made once."""
+    models = fit_orders(train_ids, vocab_size, orders)
+    val_ids = check_ids("val_ids", val_ids, vocab_size)
+    return {order: model.bits_per_char(val_ids) for order, model in models.items()}

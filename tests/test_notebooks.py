@@ -1,8 +1,8 @@
 """Every notebook runs headlessly through papermill on tiny parameters: the integration tests.
 
 The notebooks run in name order on one temporary outputs folder (01 prepares the data that 02
-and 03 train on; 04 generates from 03's run). Executed copies are kept in that folder.
-tests/test_notebooks_chinese.py runs 01 -> 03 -> 04 again on shijing.txt.
+and 03 train on; 04 generates from 03's run, 05 inspects it). Executed copies are kept in that folder.
+tests/test_notebooks_chinese.py runs 01 -> 03 -> 04 -> 05 again on shijing.txt.
 """
 
 from __future__ import annotations
@@ -81,6 +81,24 @@ def _generated(outputs):
     assert any(name.startswith("samples") and name != "samples.txt" for name in _names(folder))
 
 
+def _inspected(outputs):
+    check_inspected(outputs / "runs" / "stateful-tiny")
+
+
+def check_inspected(run_folder):
+    """Notebook 05 saved every view in <run>/inspect/, and its summary holds the figures."""
+    folder = Path(run_folder) / "inspect"
+    assert INSPECT_FILES <= _names(folder)
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["best_units"] and all(-1 <= row["r"] <= 1 for row in summary["best_units"])
+    assert sorted(map(int, summary["ngram"]["curve"])) == [1, 2, 3, 4]
+    assert "<span" in (folder / "surprisal.html").read_text(encoding="utf-8")
+
+
+INSPECT_FILES = {"surprisal.html", "surprisal.png", "units.html", "units.png", "gates.png", "ngram.png",
+                 "summary.json"}
+
+
 def _names(folder):
     return {path.name for path in Path(folder).iterdir()}
 
@@ -90,6 +108,7 @@ EXPECTED_FILES = {
     "02_train_stateless.ipynb": _run("stateless-tiny"),
     "03_train_stateful.ipynb": _run("stateful-tiny", extra={"validation_curves.png"}),
     "04_generate.ipynb": _generated,
+    "05_inspect.ipynb": _inspected,
 }
 
 

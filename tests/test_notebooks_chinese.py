@@ -1,4 +1,4 @@
-"""Notebooks 01 -> 03 -> 04 on the Chinese test corpus (shijing.txt, 2,798 distinct characters)."""
+"""Notebooks 01 -> 03 -> 04 -> 05 on the Chinese test corpus (shijing.txt, 2,798 distinct characters)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from notebook_runner import execute, printed
+from test_notebooks import check_inspected
 
 SHIJING_PARAMS = yaml.safe_load((Path(__file__).with_name("notebooks_shijing.yaml")).read_text())
 
@@ -32,6 +33,11 @@ def test_notebook_runs_on_chinese(name, shijing_outputs, shijing_path):
         assert "unigram" in text
         samples = (shijing_outputs / "runs" / "stateful-shijing" / "samples.txt").read_text(encoding="utf-8")
         assert any("\u4e00" <= char <= "\u9fff" for char in samples), "no Chinese character in the samples"
+    elif name.startswith("05"):
+        run_folder = shijing_outputs / "runs" / "stateful-shijing"
+        check_inspected(run_folder)
+        units = (run_folder / "inspect" / "units.html").read_text(encoding="utf-8")
+        assert any("\u4e00" <= char <= "\u9fff" for char in units), "no Chinese character in the unit view"
     else:
         samples = (shijing_outputs / "runs" / "stateful-shijing" / "samples_generate.txt").read_text(
             encoding="utf-8")
