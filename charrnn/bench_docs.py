@@ -41,6 +41,14 @@ def benchmarks_page(result: dict) -> str:
     ]) + "\n"
 
 
+def quality_table(result: dict) -> str:
+    """The short table of the README: bits/char per preset, text and budget."""
+    rows = [[f"`{row['preset']}`", row["data"], f"{row['budget_minutes']:g}", f"{row['train_chars']:,}",
+             f"{row['val_loss']:.4f}", f"{row['val_bpc']:.3f}"] for row in result["rows"]]
+    header = ["preset", "text", "minutes", "characters read", "val loss (nats)", "bits/char"]
+    return markdown_table(header, rows)
+
+
 def quality_page(result: dict, figure: str | None = None) -> str:
     """docs/quality.md from `python -m charrnn.bench_quality`'s JSON: loss per preset and time budget."""
     rows = [[row["preset"], row["data"], f"{row['budget_minutes']:g}", f"{row['minutes']:.1f}", row["epochs"],
@@ -58,6 +66,17 @@ def quality_page(result: dict, figure: str | None = None) -> str:
     if figure:
         parts.append(f"![validation bits per character against training time]({figure})")
     return "\n\n".join(parts) + "\n"
+
+
+def replace_block(path: Path, name: str, text: str) -> None:
+    """Rewrite what lies between `<!-- name: begin -->` and `<!-- name: end -->` in `path`."""
+    begin, end = f"<!-- {name}: begin", f"<!-- {name}: end -->"
+    page = path.read_text(encoding="utf-8")
+    start, stop = page.find(begin), page.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"{path} has no '{begin} ... -->' / '{end}' pair: add them where the table goes.")
+    start = page.index("-->", start) + len("-->")
+    write_text(path, page[:start] + "\n" + text + "\n" + page[stop:])
 
 
 def write_page(name: str, text: str, docs_dir: Path = DOCS_DIR) -> Path:

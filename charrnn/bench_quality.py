@@ -19,9 +19,12 @@ import platform
 from pathlib import Path
 
 from charrnn.atomic import write_json
+from charrnn.bench_docs import DOCS_DIR, quality_page, quality_table, replace_block, write_page
 from charrnn.config import TrainConfig
 from charrnn.corpus import OUTPUTS_DIR, find_corpus, read_text
 from charrnn.data import prepare_data
+
+FIGURE = "quality-vs-minutes.png"  # in docs/, beside quality.md; the README shows it
 
 
 def summarise(history: dict, upto: int, **row) -> dict:
@@ -110,6 +113,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--prompt", default="ROMEO:", help="what each final model continues (ROMEO:)")
     parser.add_argument("--max-chars", type=int, help="use only the first characters (plumbing tests)")
     parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "quality.json")
+    parser.add_argument("--docs", type=Path, default=DOCS_DIR,
+                        help="where quality.md and its figure go (docs/); the README's table follows")
     args = parser.parse_args(argv)
     for minutes in args.budgets:
         if not minutes > 0:
@@ -138,9 +143,13 @@ def main(argv=None) -> dict:
     earlier = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
     result = {"rows": merge_rows(earlier, rows), "machine": machine()}
     write_json(args.out, result)
-    figure = args.out.with_suffix(".png")
+    figure = args.docs / FIGURE
     draw_curves(result["rows"], figure)
-    print(f"written: {args.out}, {figure}")
+    page = write_page("quality.md", quality_page(result, FIGURE), args.docs)
+    readme = args.docs.parent / "README.md"
+    if readme.is_file():
+        replace_block(readme, "quality", quality_table(result))
+    print(f"written: {args.out}, {page}, {figure}, the table in {readme.name}")
     return result
 
 

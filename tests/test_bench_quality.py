@@ -6,12 +6,17 @@ import json
 
 import pytest
 
+from charrnn.bench_docs import replace_block
 from charrnn.bench_quality import main, merge_rows
 
 
 def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tmp_path, capsys):
-    out = tmp_path / "quality.json"
-    result = main(["--presets", "geron", "--budgets", "0.05", "--max-chars", "40000", "--out", str(out)])
+    out, docs = tmp_path / "quality.json", tmp_path / "docs"
+    docs.mkdir()
+    readme = "# x\n<!-- quality: begin (by make) -->\nold\n<!-- quality: end -->\ntail\n"
+    (tmp_path / "README.md").write_text(readme)
+    result = main(["--presets", "geron", "--budgets", "0.05", "--max-chars", "40000", "--out", str(out),
+                   "--docs", str(docs)])
     [row] = json.loads(out.read_text())["rows"]
     assert row == result["rows"][0]
     assert row["preset"] == "geron" and row["budget_minutes"] == 0.05
@@ -19,6 +24,17 @@ def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tm
     assert row["val_bpc"] > 0 and row["best_val_loss"] <= row["val_loss"]
     assert "cpus" in json.loads(out.read_text())["machine"]
     assert "bits/char" in capsys.readouterr().out
+    page = (docs / "quality.md").read_text()
+    assert f"{row['val_loss']:.4f}" in page and "quality-vs-minutes.png" in page
+    assert (docs / "quality-vs-minutes.png").stat().st_size > 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "old" not in readme and f"{row['val_bpc']:.3f}" in readme and readme.endswith("end -->\ntail\n")
+
+
+def test_the_readme_block_needs_its_markers(tmp_path):
+    (tmp_path / "README.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="quality: begin"):
+        replace_block(tmp_path / "README.md", "quality", "table")
 
 
 def test_an_unknown_preset_fails_before_any_training(tmp_path):
@@ -29,7 +45,7 @@ def test_an_unknown_preset_fails_before_any_training(tmp_path):
 def test_a_constant_rate_preset_trains_once_and_reads_the_smaller_budget_from_its_history(tmp_path):
     out = tmp_path / "quality.json"
     short, long = main(["--presets", "geron", "--budgets", "0.5", "0.25", "--max-chars", "40000",
-                        "--out", str(out)])["rows"]
+                        "--out", str(out), "--docs", str(tmp_path)])["rows"]
     assert short["run"] == long["run"], "one run for both budgets"
     assert "read_from" in short and "read_from" not in long
     assert short["minutes"] <= 0.25 < long["minutes"] and short["epochs"] < long["epochs"]
