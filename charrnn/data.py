@@ -156,6 +156,37 @@ def _short(value):
     return value[:12] + "..." if isinstance(value, str) and len(value) == 64 else value
 
 
+def same_data(meta: dict, identity) -> bool:
+    """Whether a dataset's meta.json agrees with a run's recorded data identity on every key."""
+    return (isinstance(meta, dict) and isinstance(identity, dict) and bool(identity)
+            and all(meta.get(key) == value for key, value in identity.items()))
+
+
+def find_run_data(run_dir: str | os.PathLike, config: dict, outputs_dir: str | os.PathLike) -> Path:
+    """The prepared-data folder under `<outputs_dir>/data/` that the run in `run_dir` was trained on.
+
+    The run's config.json records its data identity ("data": corpus sha256, vocabulary size, case,
+    split); folders with equal identities hold the same data, so the first by name is as good as any.
+    """
+    identity, data_root = config.get("data"), Path(outputs_dir) / "data"
+    if not isinstance(identity, dict) or not identity:
+        raise ValueError(f"{run_dir}/config.json records no data identity ('data'): it was trained by an "
+                         "older version. Pass the prepared data folder explicitly (data_dir=...).")
+    for meta_path in sorted(data_root.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an unreadable dataset cannot be the run's
+        if same_data(meta, identity):
+            return meta_path.parent
+    sha = str(identity.get("corpus_sha256", "?"))[:12]
+    raise ValueError(
+        f"No prepared data under {data_root} matches run {Path(run_dir).name} (corpus sha256 {sha}..., "
+        f"{identity.get('train_chars')} training characters, lower={identity.get('lower')}). Prepare the "
+        "run's corpus with the same settings first (notebook 01, `make data CORPUS=... DATASET=...`), or "
+        "pass outputs_dir where it was prepared.")
+
+
 def runs_trained_on(meta: dict, runs_dir: str | os.PathLike) -> list[str]:
     """Names of the runs in `runs_dir` whose recorded data identity (config.json's 'data') matches `meta`,
     each marked '(unfinished)' when it has no model.keras yet."""
@@ -165,7 +196,7 @@ def runs_trained_on(meta: dict, runs_dir: str | os.PathLike) -> list[str]:
             identity = json.loads(config.read_text(encoding="utf-8")).get("data")
         except (OSError, ValueError, AttributeError):
             continue  # not a readable run record: it cannot be matched
-        if isinstance(identity, dict) and identity and all(meta.get(k) == v for k, v in identity.items()):
+        if same_data(meta, identity):
             finished = (config.parent / "model.keras").is_file()
             names.append(config.parent.name + ("" if finished else " (unfinished)"))
     return names

@@ -2,59 +2,24 @@
 
 `trace` runs the model's own step (`CharRNN.step`) over a text, one character at a time with the
 states carried, and keeps what each view needs: the surprisal of every character (bits, given all
-before it), the model's top guesses for it, and every recurrent state after it. `gates` recomputes
+before it), the model's top guesses for it, and every recurrent state after it.
 `unit_correlations` searches every unit for the text features it tracks (`charrnn.features`).
 The gates are in `charrnn.gates`, the drawing in `charrnn.inspect_views`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from charrnn.model import CharRNN, _sizes
+from charrnn.model import CharRNN, cell_state_sizes
 from charrnn.runs import Run, read_history
 
 WARMUP_CHARS = 200  # context read before the shown passage starts
-
-
-def find_run_data(run: Run, outputs_dir: str | os.PathLike) -> Path:
-    """The prepared-data folder under `<outputs_dir>/data/` that the run was trained on.
-
-    The run's config.json records its data identity ("data": corpus sha256, vocabulary size,
-    case, split); a folder matches when its meta.json agrees on every recorded key. A
-    recorded dataset_name that matches is preferred; several other matches: the first by name.
-    """
-    identity = run.config.get("data")
-    data_root = Path(outputs_dir) / "data"
-    if not isinstance(identity, dict) or not identity:
-        raise ValueError(f"{run.path}/config.json records no data identity ('data'): it was trained by an "
-                         "older version. Pass the prepared data folder explicitly (data_dir=...).")
-    matches = []
-    for meta_path in sorted(data_root.glob("*/meta.json")):
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # an unreadable dataset cannot be the run's
-        if isinstance(meta, dict) and all(meta.get(key) == value for key, value in identity.items()):
-            matches.append(meta_path.parent)
-    named = [path for path in matches if path.name in (run.config.get("dataset_name"),
-                                                       identity.get("dataset_name"))]
-    if named or matches:
-        return (named or matches)[0]
-    sha = str(identity.get("corpus_sha256", "?"))[:12]
-    raise ValueError(
-        f"No prepared data under {data_root} matches run {run.path.name} (corpus sha256 {sha}..., "
-        f"{identity.get('train_chars')} training characters, lower={identity.get('lower')}). Prepare the "
-        "run's corpus with the same settings first (notebook 01, `make data CORPUS=... DATASET=...`), or "
-        "pass outputs_dir where it was prepared.")
 
 
 def recorded_bits_per_char(run: Run) -> float | None:
@@ -116,7 +81,7 @@ def state_names(model: CharRNN) -> list[str]:
     """The names of the states `step` carries, in its order: '<layer>.h', and '<layer>.c' for an LSTM."""
     names = []
     for layer in recurrent_layers(model):
-        names += [f"{layer.name}.{part}" for part in "hc"[: len(_sizes(layer.cell))]]
+        names += [f"{layer.name}.{part}" for part in "hc"[: len(cell_state_sizes(layer.cell))]]
     return names
 
 

@@ -92,7 +92,7 @@ class CharRNN(keras.Model):
         x, states, new_states = self._inputs(ids), list(states), []
         for layer in self.body:
             if isinstance(layer, keras.layers.RNN):
-                count = len(_sizes(layer.cell))
+                count = len(cell_state_sizes(layer.cell))
                 x, carried = layer.cell(x, states[:count], training=False)
                 states = states[count:]
                 new_states += list(carried)
@@ -104,7 +104,7 @@ class CharRNN(keras.Model):
     def state_sizes(self) -> list[int]:
         """The size of each recurrent state `step` carries (an LSTM carries two per layer)."""
         recurrent = [layer for layer in self.body if isinstance(layer, keras.layers.RNN)]
-        return [size for layer in recurrent for size in _sizes(layer.cell)]
+        return [size for layer in recurrent for size in cell_state_sizes(layer.cell)]
 
     def initial_states(self, batch_size) -> tuple:
         return tuple(keras.ops.zeros((batch_size, size)) for size in self.state_sizes)
@@ -118,7 +118,7 @@ class CharRNN(keras.Model):
                 "body": [keras.layers.serialize(layer) for layer in self.body]}
 
 
-def _sizes(cell) -> list[int]:
+def cell_state_sizes(cell) -> list[int]:
     size = cell.state_size
     return list(size) if isinstance(size, (list, tuple)) else [size]
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from charrnn import features, gates, inspect
-from charrnn.model import build_model
+from charrnn.data import find_run_data
+from charrnn.model import build_model, cell_state_sizes
 from charrnn.runs import Run
 from charrnn.tokenizer import CharTokenizer
 
@@ -29,7 +30,7 @@ def keras_step_by_step(model, ids):
     x = model._inputs(np.asarray(ids)[:, None])[:, 0]  # (T, features): one-hot or embedding
     result = {}
     for layer in model.body:
-        states = [np.zeros((1, size), "float32") for size in inspect._sizes(layer.cell)]
+        states = [np.zeros((1, size), "float32") for size in cell_state_sizes(layer.cell)]
         outputs = {part: [] for part in "hc"[: len(states)]}
         for t in range(len(ids)):
             _, states = layer.cell(x[t][None], states, training=False)
@@ -162,13 +163,13 @@ def test_find_run_data_matches_the_recorded_identity(tmp_path):
         (tmp_path / "data" / name).mkdir(parents=True)
         (tmp_path / "data" / name / "meta.json").write_text(json.dumps({**identity, "corpus_sha256": sha}))
     run = Run(tmp_path / "runs" / "r", None, None, {"data": identity}, {})
-    assert inspect.find_run_data(run, tmp_path) == tmp_path / "data" / "mine"
+    assert find_run_data(run.path, run.config, tmp_path) == tmp_path / "data" / "mine"
     run.config["data"] = {**identity, "train_chars": 5}
     with pytest.raises(ValueError, match="No prepared data under .* matches run r.*notebook 01"):
-        inspect.find_run_data(run, tmp_path)
+        find_run_data(run.path, run.config, tmp_path)
     run.config.pop("data")
     with pytest.raises(ValueError, match="records no data identity"):
-        inspect.find_run_data(run, tmp_path)
+        find_run_data(run.path, run.config, tmp_path)
 
 
 def test_trace_refuses_ids_outside_the_vocabulary(traced_model):
