@@ -40,7 +40,7 @@ CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make b
 
 # RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
 bad_name = $(if $(or $(findstring /,$(1)),$(filter .%,$(1)),$(word 2,$(1)),$(if $(strip $(1)),,empty)),bad)
-$(foreach name,RUN SRUN DATASET,$(if $(call bad_name,$($(name))),$(error $(name)='$($(name))' is not \
+$(foreach name,DATASET RUN SRUN,$(if $(call bad_name,$($(name))),$(error $(name)='$($(name))' is not \
 	a plain folder name: use letters, digits, '-' or '_', with no '/' and no leading '.')))
 
 # $(call papermill,notebook,executed,parameters): papermill writes into a temporary name that

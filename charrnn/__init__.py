@@ -13,6 +13,14 @@ does not pay for starting TensorFlow.
 """
 
 import importlib
+import logging
+import os
+
+# TensorFlow's C++ start-up lines (oneDNN, CUDA probing, absl) read like errors in a notebook; level 3
+# hides them unless the user chose a level. Effective only before TensorFlow is first imported, which
+# is why the notebooks import charrnn first.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+logging.getLogger("tensorflow").setLevel(logging.ERROR)  # tf.distribute's INFO:tensorflow: lines
 
 _EXPORTS = {
     "CharTokenizer": "tokenizer",

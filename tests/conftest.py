@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of test logs
+import pytest
 
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from charrnn.corpus import find_corpus, read_text  # noqa: E402
-from charrnn.data import prepare_data  # noqa: E402
+# No TF_CPP_MIN_LOG_LEVEL here: the notebook kernels must be quiet with the package's own default.
+from charrnn.corpus import find_corpus, read_text
+from charrnn.data import prepare_data
 
 TINY_CHARS = 40_000  # enough for a few hundred windows of 100 and a 10% validation split
 
