@@ -8,10 +8,18 @@ The core, one job a module: `data` (corpus, split, prepared folder), `tokenizer`
 and tf.distribute. `bench` and `bench_quality` are `make bench` and `make bench-quality`.
 
 The names below are imported lazily, so `import charrnn` (and the CLI's `--help`)
-does not pay for starting TensorFlow.
+does not pay for starting TensorFlow, except in a Jupyter kernel (Jupyter, papermill): there
+it starts now, quietly (`quiet`), since what TensorFlow prints from C++ as it starts would
+land in a cell's output and the notebook is about to use it.
 """
 
 import importlib
+import sys
+
+if "ipykernel" in sys.modules:
+    from charrnn.quiet import start_tensorflow
+
+    start_tensorflow()
 
 _EXPORTS = {
     "CharTokenizer": "tokenizer",
