@@ -9,23 +9,23 @@ prepared folder), `tokenizer`,
 and tf.distribute. `bench` and `bench_quality` are `make bench` and `make bench-quality`.
 
 The names below are imported lazily, so `import charrnn` (and the CLI's `--help`)
-does not pay for starting TensorFlow.
+does not pay for starting TensorFlow, except in a Jupyter kernel (Jupyter, papermill): there
+it starts now, quietly (`quiet`), since what TensorFlow prints from C++ as it starts would
+land in a cell's output and the notebook is about to use it.
 """
 
 import importlib
-import logging
-import os
+import sys
 
-# TensorFlow's C++ start-up lines (oneDNN, CUDA probing, absl) read like errors in a notebook; level 3
-# hides them unless the user chose a level. Effective only before TensorFlow is first imported, which
-# is why the notebooks import charrnn first.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-logging.getLogger("tensorflow").setLevel(logging.ERROR)  # tf.distribute's INFO:tensorflow: lines
+if "ipykernel" in sys.modules:
+    from charrnn.quiet import start_tensorflow
+
+    start_tensorflow()
 
 _EXPORTS = {
     "CharTokenizer": "tokenizer",
     "PreparedData": "data",
-    "load_corpus": "corpus",
+    "load_corpus": "data",
     "load_prepared": "data",
     "prepare_data": "data",
     "split_ids": "data",

@@ -13,41 +13,12 @@ and exit code 2, as argparse does. TensorFlow's start-up logs are hidden unless
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
 import traceback
 
-
-def quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up logs (oneDNN, CUDA, CPU-feature and XLA lines).
-
-    TF_CPP_MIN_LOG_LEVEL=3 hides its C++ logs, cuInit errors included; the lines
-    absl prints before that setting is read go to file descriptor 2 while
-    TensorFlow loads, so that descriptor points at /dev/null meanwhile. Python
-    errors still show: they are printed after it is restored. Does nothing once
-    TensorFlow is imported (in a notebook or a test, say).
-    """
-    if "tensorflow" in sys.modules:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    with _stderr_to_devnull():
-        import tensorflow  # noqa: F401
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+from charrnn.quiet import start_tensorflow
 
 
 def _wants_verbose(argv: list[str]) -> bool:
@@ -232,7 +203,7 @@ def _export_arguments(export) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not _wants_verbose(argv):
-        quiet_tensorflow()  # before anything imports TensorFlow, build_parser included
+        start_tensorflow()  # before anything imports TensorFlow, build_parser included
     args = build_parser().parse_args(argv)
     try:
         args.command(args)

@@ -257,4 +257,7 @@ class TrainingLoop:
         state.epochs_done, state.train_seconds, state.train_chars = epoch + 1, logs[TIME_COLUMN], clock.chars
         state.last_row = {key: getattr(value, "item", lambda v=value: v)() for key, value in logs.items()}
         save_checkpoint(self.run_dir, self.model, state)
-        self.callbacks.on_epoch_end(epoch, logs)
+        # The metrics only, as `fit` gives them: Keras's progress line prints every value as a
+        # float (train_chars: 96000.0000), and the counts are in history.csv.
+        self.callbacks.on_epoch_end(epoch, {key: value for key, value in logs.items()
+                                            if key not in (TIME_COLUMN, CHARS_COLUMN)})
