@@ -129,8 +129,8 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
 BUDGETS ?= 10 20# bench-quality: training minutes per preset
-bench-quality: $(STAMP) ## validation loss each preset reaches in BUDGETS minutes (PRESETS, CASED=1); outputs/bench/quality.json
-	$(PY) -m charrnn.bench_quality --budgets $(BUDGETS) $(if $(PRESETS),--presets $(PRESETS)) \
+bench-quality: $(STAMP) ## validation loss each preset reaches in BUDGETS minutes (PRESETS, CELLS, CASED=1); outputs/bench/quality.json
+	$(PY) -m charrnn.bench_quality --budgets $(BUDGETS) $(if $(PRESETS),--presets $(PRESETS)) $(if $(CELLS),--cells $(CELLS)) \
 		$(if $(CASED),--cased) --out $(OUT)/bench/quality.json
 
 bench: $(STAMP) ## benchmarks against the reference's own code; table on stdout, JSON in outputs/bench/, docs/benchmarks.md

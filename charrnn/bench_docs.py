@@ -42,25 +42,26 @@ def benchmarks_page(result: dict) -> str:
 
 
 def quality_table(result: dict) -> str:
-    """The short table of the README: bits/char per preset, text and budget."""
-    rows = [[f"`{row['preset']}`", row["data"], f"{row['budget_minutes']:g}", f"{row['train_chars']:,}",
-             f"{row['val_loss']:.4f}", f"{row['val_bpc']:.3f}"] for row in result["rows"]]
-    header = ["preset", "text", "minutes", "characters read", "val loss (nats)", "bits/char"]
+    """The short table of the README: bits/char per preset, cell, text and budget."""
+    rows = [[f"`{row['preset']}`", row.get("cell", "gru"), row["data"], f"{row['budget_minutes']:g}",
+             f"{row['train_chars']:,}", f"{row['val_loss']:.4f}", f"{row['val_bpc']:.3f}"]
+            for row in result["rows"]]
+    header = ["preset", "cell", "text", "minutes", "characters read", "val loss (nats)", "bits/char"]
     return markdown_table(header, rows)
 
 
 def quality_page(result: dict, figure: str | None = None) -> str:
     """docs/quality.md from `python -m charrnn.bench_quality`'s JSON: loss per preset and time budget."""
-    rows = [[row["preset"], row["data"], f"{row['budget_minutes']:g}", f"{row['minutes']:.1f}", row["epochs"],
-             f"{row['train_chars']:,}", f"{row['val_loss']:.4f}", f"{row['val_bpc']:.4f}",
-             f"{row['best_val_loss']:.4f}"] for row in result["rows"]]
+    rows = [[row["preset"], row.get("cell", "gru"), row["data"], f"{row['budget_minutes']:g}",
+             f"{row['minutes']:.1f}", row["epochs"], f"{row['train_chars']:,}", f"{row['val_loss']:.4f}",
+             f"{row['val_bpc']:.4f}", f"{row['best_val_loss']:.4f}"] for row in result["rows"]]
     parts = [
         "# Validation loss per preset and training time",
         "Written by `make bench-quality`; do not edit by hand. Each preset trains from scratch as a "
         "stateful run on tiny Shakespeare (last 10% held out), one run at a time; the loss is the "
         "final epoch's validation cross-entropy in nats, bits/char = loss / ln 2.",
         machine_line(result.get("machine", {})),
-        markdown_table(["preset", "text", "budget (min)", "minutes", "epochs", "characters",
+        markdown_table(["preset", "cell", "text", "budget (min)", "minutes", "epochs", "characters",
                         "val loss", "bits/char", "best val loss"], rows),
     ]
     if figure:

@@ -1,8 +1,9 @@
 """What each preset reaches in a given time: `make bench-quality` (python -m charrnn.bench_quality).
 
-Trains each preset from scratch as a stateful run (notebook 03's model) on tiny
-Shakespeare, once per time budget, and records the validation loss and bits/char
-of the final epoch and of the best one, with the minutes and characters it took.
+Trains each preset (with each `--cells` type: the equal-time cell comparison) from
+scratch as a stateful run (notebook 03's model) on tiny Shakespeare, once per time
+budget, and records the validation loss and bits/char of the final epoch and of the
+best one, with the minutes and characters it took.
 Data preparation is not timed. `--cased` adds each preset on the case-kept text
 (65 characters, the usual benchmark setting). Writes outputs/bench/quality.json
 (with the machine description) and prints a table. A benchmark, not a test: the
@@ -39,7 +40,7 @@ def summarise(history: dict, upto: int, **row) -> dict:
 
 
 def quality_runs(
-    preset: str, budgets: list[float], data, runs_dir: Path, text: str, prompt: str
+    preset: str, budgets: list[float], data, runs_dir: Path, text: str, prompt: str, cell: str = "gru"
 ) -> list[dict]:
     """Train one preset for each budget (a run folder per budget) and summarise the histories.
 
@@ -50,14 +51,14 @@ def quality_runs(
     from charrnn.generate import Generator
     from charrnn.train import train
 
-    shared = TrainConfig.from_preset(preset, stateful=True).lr_schedule == "constant"
+    shared = TrainConfig.from_preset(preset, stateful=True, cell=cell).lr_schedule == "constant"
     trained = [max(budgets)] if shared else sorted(budgets)
     rows = []
     for minutes in trained:
-        print(f"training {preset} on the {text} text ({data.tokenizer.vocab_size} characters) "
+        print(f"training {preset} ({cell}) on the {text} text ({data.tokenizer.vocab_size} characters) "
               f"for {minutes:g} minutes ...", flush=True)
-        name = f"{preset}-{text}-{minutes:g}min"
-        config = TrainConfig.from_preset(preset, stateful=True, run_name=name, max_minutes=minutes,
+        name = f"{preset}-{text}-{minutes:g}min" + ("" if cell == "gru" else f"-{cell}")
+        config = TrainConfig.from_preset(preset, stateful=True, cell=cell, run_name=name, max_minutes=minutes,
                                          epochs=100_000)  # the budget ends the run
         model, history = train(config, data, runs_dir, verbose=0)
         run = str(runs_dir / name)
@@ -69,7 +70,7 @@ def quality_runs(
                 print(f"no epoch of {run} ended within {budget:g} minutes: no row for that budget")
                 continue
             upto = within[-1] if budget < minutes else len(history["epoch"]) - 1
-            row = {"preset": preset, "data": text, "budget_minutes": budget, "run": run}
+            row = {"preset": preset, "cell": cell, "data": text, "budget_minutes": budget, "run": run}
             if budget < minutes:
                 row["read_from"] = f"{minutes:g}-minute run, last epoch ending within {budget:g} minutes"
             else:
@@ -79,8 +80,8 @@ def quality_runs(
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """Earlier results stay unless this run measured the same preset, text and budget again."""
-    key = lambda row: (row["preset"], row["data"], row["budget_minutes"])  # noqa: E731
+    """Earlier results stay unless this run measured the same preset, cell, text and budget again."""
+    key = lambda row: (row["preset"], row.get("cell", "gru"), row["data"], row["budget_minutes"])  # noqa: E731
     fresh = {key(row) for row in new}
     return [row for row in old if key(row) not in fresh] + new
 
@@ -108,6 +109,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--presets", nargs="+", default=["geron", "fast"],
                         help="configs/<name>.yaml (geron fast)")
     parser.add_argument("--budgets", nargs="+", type=float, default=[10.0, 20.0], help="minutes (10 20)")
+    parser.add_argument("--cells", nargs="+", default=["gru"], choices=["gru", "lstm", "rnn"],
+                        help="train each preset with each cell type (gru)")
     parser.add_argument("--cased", action="store_true", help="also train each preset on the case-kept text")
     parser.add_argument("--corpus", help="corpus file (default: tiny Shakespeare, found as everywhere)")
     parser.add_argument("--prompt", default="ROMEO:", help="what each final model continues (ROMEO:)")
@@ -132,12 +135,14 @@ def main(argv=None) -> dict:
     for label, lower in variants:
         data = prepare_data(text, work / "data" / label, lower=lower)
         for preset in args.presets:
-            rows += quality_runs(preset, args.budgets, data, work / "runs", label, args.prompt)
+            for cell in args.cells:
+                rows += quality_runs(preset, args.budgets, data, work / "runs", label, args.prompt, cell)
 
-    print(f"\n{'preset':<8} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
+    print(f"\n{'preset':<8} {'cell':<5} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
           f"{'val loss':>9} {'bits/char':>9} {'best':>7} {'at min':>7}")
     for row in rows:
-        print(f"{row['preset']:<8} {row['data']:<6} {row['budget_minutes']:>7g} {row['minutes']:>8.1f} "
+        print(f"{row['preset']:<8} {row['cell']:<5} {row['data']:<6} {row['budget_minutes']:>7g} "
+              f"{row['minutes']:>8.1f} "
               f"{row['epochs']:>6} {row['train_chars']:>12,} {row['val_loss']:>9.4f} {row['val_bpc']:>9.4f} "
               f"{row['best_val_loss']:>7.4f} {row['best_minutes']:>7.1f}")
     earlier = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []

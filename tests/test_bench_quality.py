@@ -15,11 +15,12 @@ def test_bench_quality_trains_each_preset_for_its_budget_and_writes_the_table(tm
     docs.mkdir()
     readme = "# x\n<!-- quality: begin (by make) -->\nold\n<!-- quality: end -->\ntail\n"
     (tmp_path / "README.md").write_text(readme)
-    result = main(["--presets", "geron", "--budgets", "0.05", "--max-chars", "40000", "--out", str(out),
-                   "--docs", str(docs)])
+    result = main(["--presets", "geron", "--cells", "rnn", "--budgets", "0.05", "--max-chars", "40000",
+                   "--out", str(out), "--docs", str(docs)])
     [row] = json.loads(out.read_text())["rows"]
     assert row == result["rows"][0]
-    assert row["preset"] == "geron" and row["budget_minutes"] == 0.05
+    assert (row["preset"], row["cell"], row["budget_minutes"]) == ("geron", "rnn", 0.05)
+    assert row["run"].endswith("geron-lower-0.05min-rnn")
     assert 0.05 <= row["minutes"] < 0.05 + 0.5, "stopped by the budget, plus one validation pass"
     assert row["val_bpc"] > 0 and row["best_val_loss"] <= row["val_loss"]
     assert "cpus" in json.loads(out.read_text())["machine"]
