@@ -15,7 +15,6 @@ DATASET ?= tinyshakespeare
 DATA_DIR := $(OUT)/data/$(DATASET)
 TIMEOUT ?= 7200# seconds per notebook cell; TIMEOUT=-1 for runs longer than 2 hours
 export TF_CPP_MIN_LOG_LEVEL ?= 3# hides TensorFlow's C++ start-up logs (cuInit errors); 0 shows them
-PAPERMILL = $(PY) -m papermill --log-output --execution-timeout $(TIMEOUT) --cwd notebooks -k python3
 
 # Run names: tiny Shakespeare keeps the plain names; another DATASET gets its own runs by default.
 RUN_SUFFIX := $(if $(filter tinyshakespeare,$(DATASET)),,-$(DATASET))
@@ -31,10 +30,15 @@ override PROMPT := $(value PROMPT)
 export GEN_RUN PROMPT NCHARS TEMPERATURE
 PRESET ?= geron# training recipe: configs/$(PRESET).yaml over TrainConfig's defaults (geron: the reference's)
 # Notebook 01 takes CORPUS, MIN_COUNT, MAX_VOCAB and FORCE=1 (replace a dataset that runs depend on).
-param = $(if $(2),-p $(1) $(2))
+# What a user types reaches a program as data: recipes read it from the environment as "$$NAME",
+# which the shell substitutes once and never re-parses (quotes, backticks and $(...) stay text).
+export DATASET RUN SRUN PRESET MIN_COUNT MAX_VOCAB
+export CORPUS_PATH := $(if $(CORPUS),$(abspath $(CORPUS)))
+export INSPECT_RUN_DIR := $(abspath $(INSPECT_RUN))
+env_param = $(if $($(2)),-p $(1) "$$$(2)")
 CMDLINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 # The options as JSON, read by Python from the environment: values are never re-parsed by a shell.
-TRAIN_PARAMS = -r preset $(PRESET) -r dataset_name $(DATASET) -p verbose 2 \
+TRAIN_PARAMS = -r preset "$$PRESET" -r dataset_name "$$DATASET" -p verbose 2 \
 	-y "overrides: $$($(PY) -m charrnn.config $(CMDLINE_VARS))"
 CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make bench` (skipped if absent)
 
@@ -43,23 +47,19 @@ bad_name = $(if $(or $(findstring /,$(1)),$(filter .%,$(1)),$(word 2,$(1)),$(if 
 $(foreach name,DATASET RUN SRUN,$(if $(call bad_name,$($(name))),$(error $(name)='$($(name))' is not \
 	a plain folder name: use letters, digits, '-' or '_', with no '/' and no leading '.')))
 
-# $(call papermill,notebook,executed,parameters): papermill writes into a temporary name that
-# replaces `executed` only on success, so a failed run never overwrites a finished one's record;
-# a failed run's notebook is kept beside it as <name>.failed.ipynb.
-define papermill
-	@echo '$(PAPERMILL) $(1) $(2) -p outputs_dir $(CHARRNN_OUTPUTS) $(strip $(3))'
-	@tmp="$(dir $(2)).$(notdir $(2)).tmp-$$$$.ipynb"; failed="$(basename $(2)).failed.ipynb"; \
-	if $(PAPERMILL) $(1) "$$tmp" -p outputs_dir $(CHARRNN_OUTPUTS) $(3); then \
-		mv -f "$$tmp" "$(2)" && rm -f "$$failed"; \
-	else \
-		status=$$?; echo "make: $(1) failed (exit $$status)" >&2; \
-		if mv -f "$$tmp" "$$failed" 2>/dev/null; then echo "make: its executed notebook: $$failed" >&2; fi; \
-		exit $$status; \
-	fi
+# $(call notebook,notebook,executed,parameters): charrnn.jobs runs it through papermill into a
+# temporary name that replaces `executed` only on success; a failed or stopped run's notebook is
+# kept as <name>.failed.ipynb, an error in a cell is one line. `exec`: the SIGTERM make passes to
+# its recipe, or a Ctrl-C, reaches the job, which stops its kernel too (no shell left waiting).
+define notebook
+	exec $(PY) -m charrnn.jobs $(1) $(2) --timeout $(TIMEOUT) -r outputs_dir "$$CHARRNN_OUTPUTS" $(strip $(3))
 endef
+# A preset is a file: a typo stops before a run folder is created.
+check_preset = $(if $(wildcard configs/$(PRESET).yaml),,$(error PRESET=$(PRESET) is not a preset: \
+	choose one of $(basename $(notdir $(wildcard configs/*.yaml))) (configs/<name>.yaml)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup native fonts data train-stateless train-stateful generate inspect reproduce test test-distributed kill-test lint bench bench-quality clean
+.PHONY: help setup native fonts data train-stateless train-stateful generate inspect reproduce test test-distributed test-signals kill-test lint bench bench-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -84,9 +84,9 @@ fonts: ## a CJK font for charts of Chinese/Japanese/Korean text (Debian/Ubuntu, 
 
 define PREPARE_DATA
 	mkdir -p $(DATA_DIR)
-	$(call papermill,notebooks/01_data_prep.ipynb,$(DATA_DIR)/01_data_prep.ipynb,\
-		-p dataset_name $(DATASET) $(call param,corpus_path,$(abspath $(CORPUS))) \
-		$(call param,min_count,$(MIN_COUNT)) $(call param,max_vocab,$(MAX_VOCAB)) $(if $(FORCE),-p force True))
+	$(call notebook,notebooks/01_data_prep.ipynb,$(DATA_DIR)/01_data_prep.ipynb,\
+		-r dataset_name "$$DATASET" $(if $(CORPUS),-r corpus_path "$$CORPUS_PATH") \
+		$(call env_param,min_count,MIN_COUNT) $(call env_param,max_vocab,MAX_VOCAB) $(if $(FORCE),-p force True))
 endef
 
 $(DATA_DIR)/meta.json: | $(STAMP)
@@ -96,21 +96,21 @@ data: $(STAMP) ## notebook 01: tokenize and split the corpus into outputs/data/<
 	$(PREPARE_DATA)
 
 train-stateless: $(DATA_DIR)/meta.json | $(STAMP) ## notebook 02: stateless GRU on shuffled windows into outputs/runs/<RUN>/
-	mkdir -p $(OUT)/runs/$(RUN)
-	$(call papermill,notebooks/02_train_stateless.ipynb,$(OUT)/runs/$(RUN)/02_train_stateless.ipynb,\
-		-r run_name $(RUN) $(TRAIN_PARAMS))
+	$(check_preset)mkdir -p $(OUT)/runs/$(RUN)
+	$(call notebook,notebooks/02_train_stateless.ipynb,$(OUT)/runs/$(RUN)/02_train_stateless.ipynb,\
+		-r run_name "$$RUN" $(TRAIN_PARAMS))
 
 train-stateful: $(DATA_DIR)/meta.json | $(STAMP) ## the main job, notebook 03: stateful GRU on parallel streams into outputs/runs/<SRUN>/
-	mkdir -p $(OUT)/runs/$(SRUN)
-	$(call papermill,notebooks/03_train_stateful.ipynb,$(OUT)/runs/$(SRUN)/03_train_stateful.ipynb,\
-		-r run_name $(SRUN) -r compare_with $(RUN) $(TRAIN_PARAMS))
+	$(check_preset)mkdir -p $(OUT)/runs/$(SRUN)
+	$(call notebook,notebooks/03_train_stateful.ipynb,$(OUT)/runs/$(SRUN)/03_train_stateful.ipynb,\
+		-r run_name "$$SRUN" -r compare_with "$$RUN" $(TRAIN_PARAMS))
 
 generate: $(STAMP) ## sample text from a finished run (GEN_RUN, PROMPT, NCHARS, TEMPERATURE)
 	$(PY) -m charrnn generate --run "$$GEN_RUN" --prompt "$$PROMPT" --n-chars "$$NCHARS" \
 		--temperature "$$TEMPERATURE"  # the values from the environment: never re-parsed by the shell
 
 inspect: $(STAMP) ## notebook 05 on INSPECT_RUN: surprisal, units, gates, n-gram baselines into <run>/inspect/
-	$(call papermill,notebooks/05_inspect.ipynb,$(INSPECT_RUN)/05_inspect.ipynb,-p run_dir $(abspath $(INSPECT_RUN)))
+	$(call notebook,notebooks/05_inspect.ipynb,$(INSPECT_RUN)/05_inspect.ipynb,-r run_dir "$$INSPECT_RUN_DIR")
 
 reproduce: $(STAMP) ## re-run outputs/runs/<RUN> from its records into RUN-reproduced; compare the histories
 	$(PY) -m charrnn.reproduce --run $(RUN) --outputs $(OUT)
@@ -120,6 +120,9 @@ test: $(STAMP) ## unit tests and every notebook through papermill on tiny parame
 
 test-distributed: $(STAMP) ## mirrored (2 logical CPUs) and 2-process multi-worker training vs one device
 	$(PY) -m pytest -m distributed
+
+test-signals: $(STAMP) ## Ctrl-C, kill and a closed terminal stop a job and its kernel at every process level; reruns resume
+	$(PY) -m pytest -m signals
 
 KILLS ?= 20# kill-test: SIGKILLs per mode
 kill-test: $(STAMP) ## SIGKILL a tiny training notebook KILLS times (MODE=stateless|stateful, default both); resumed = uninterrupted?

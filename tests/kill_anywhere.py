@@ -32,6 +32,8 @@ from pathlib import Path
 import h5py
 import yaml
 
+from charrnn.jobs import alive, descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"stateless": "02_train_stateless.ipynb", "stateful": "03_train_stateful.ipynb"}
 CRASH_POINTS = ["checkpoint-data", "checkpoint-marker", "before-rename", "after-final-model"]
@@ -55,23 +57,6 @@ def papermill_command(mode: str, params: dict, executed: Path) -> list[str]:
     return command
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, read from /proc (the kernel is not in papermill's process group)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def kill_tree(process: subprocess.Popen) -> None:
     for pid in [*descendants(process.pid), process.pid]:
         try:
@@ -80,17 +65,10 @@ def kill_tree(process: subprocess.Popen) -> None:
             pass
     process.wait(timeout=60)
     deadline = time.monotonic() + 60
-    while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in descendants(process.pid)):
+    while any(alive(pid) for pid in descendants(process.pid)):
         if time.monotonic() > deadline:
             raise RuntimeError("processes survived SIGKILL")
         time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def run_notebook(command: list[str], log: Path, env: dict, kill_after: float | None) -> str:

@@ -1,9 +1,9 @@
-"""The Makefile never destroys a result: executed notebooks are replaced only on success, and
-folder-name variables are checked before anything is created.
+"""The Makefile runs every notebook as a job (charrnn.jobs: replaced only on success, tested in
+test_jobs.py), passes what the user typed as data, and checks folder names before creating anything.
 
-Most tests run `make` with a stand-in for the project's Python (`PY=`) that plays papermill:
-it writes the output notebook it is given, then exits with $FAKE_PAPERMILL_EXIT. One test runs
-the real papermill on notebook 01.
+Most tests run `make` with a stand-in for the project's Python (`PY=`) that plays the job runner:
+it writes the executed notebook it is given, then exits with $FAKE_JOB_EXIT. One test runs the
+real runner on notebook 01.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 FAKE_PYTHON = f"""#!{sys.executable}
-# Stands in for `python -m papermill ... input output -p ...`: writes `output`, exits as told.
+# Stands in for `python -m charrnn.jobs input output -p ...`: writes `output`, exits as told.
 import json, os, sys
 args = sys.argv[1:]
 if args[:2] == ["-m", "charrnn.config"]:  # the make-variable bridge runs for real
@@ -28,10 +28,10 @@ if args[:2] == ["-m", "charrnn.config"]:  # the make-variable bridge runs for re
 if args[:2] == ["-m", "charrnn"]:  # the CLI: record what it was given
     json.dump(args, open(os.environ["FAKE_CLI_RECORD"], "w"))
     sys.exit(0)
-notebooks = [arg for arg in args if arg.endswith(".ipynb")]
-with open(notebooks[1], "w") as f:
-    json.dump({{"fake_papermill": args}}, f)
-sys.exit(int(os.environ.get("FAKE_PAPERMILL_EXIT", "0")))
+assert args[:2] == ["-m", "charrnn.jobs"], args
+with open(args[3], "w") as f:
+    json.dump({{"fake_job": args}}, f)
+sys.exit(int(os.environ.get("FAKE_JOB_EXIT", "0")))
 """
 
 # target -> (executed notebook under OUT, extra make variables)
@@ -54,15 +54,19 @@ def fake_python(tmp_path):
     return script, stamp
 
 
-def run_make(*args, env=None) -> subprocess.CompletedProcess:
+def make_environment(env=None) -> dict:
+    """This environment without an outer make's variables (`make test` runs the tests), plus `env`."""
     environment = {
         key: value for key, value in os.environ.items()
-        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CHARRNN_OUTPUTS")  # no outer make's variables
+        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CHARRNN_OUTPUTS")
     }
-    environment.update(env or {})
+    return {**environment, **(env or {})}
+
+
+def run_make(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), *args],
-        capture_output=True, text=True, env=environment, timeout=600,
+        capture_output=True, text=True, env=make_environment(env), timeout=600,
     )
 
 
@@ -71,31 +75,24 @@ def hidden_files(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_failed_notebook_leaves_the_finished_runs_notebook_alone(target, tmp_path, fake_python):
+def test_each_notebook_target_runs_as_a_job_and_passes_its_failure_on(target, tmp_path, fake_python):
     script, stamp = fake_python
     out = tmp_path / "outputs"
     executed_name, variables = TARGETS[target]
     executed = out / executed_name
-    executed.parent.mkdir(parents=True)
     (out / "data" / "tinyshakespeare").mkdir(parents=True, exist_ok=True)
     (out / "data" / "tinyshakespeare" / "meta.json").write_text("{}")  # prepared: training targets run
-    executed.write_text("the finished run's record")
     base = [target, f"OUT={out}", f"PY={script}", f"STAMP={stamp}", *variables]
 
-    failed = run_make(*base, env={"FAKE_PAPERMILL_EXIT": "3"})
-    assert failed.returncode != 0
-    assert executed.read_text() == "the finished run's record"
-    failed_notebook = executed.with_name(executed.stem + ".failed.ipynb")
-    assert str(failed_notebook) in failed.stderr
-    args = json.loads(failed_notebook.read_text())["fake_papermill"]
-    assert {"--log-output", "--execution-timeout"} <= set(args)  # a stuck kernel fails, output is logged
-    assert hidden_files(executed.parent) == []  # no temporary notebook left behind
-
-    succeeded = run_make(*base, env={"FAKE_PAPERMILL_EXIT": "0"})
+    succeeded = run_make(*base)
     assert succeeded.returncode == 0, succeeded.stderr
-    assert "fake_papermill" in json.loads(executed.read_text())
-    assert not failed_notebook.exists()  # the new success supersedes the old failure
-    assert hidden_files(executed.parent) == []
+    args = json.loads(executed.read_text())["fake_job"]
+    assert args[2].startswith("notebooks/0") and args[3] == str(executed)
+    assert ("--timeout", "7200") in zip(args, args[1:])  # a stuck kernel fails
+    assert ("outputs_dir", str(out)) in zip(args, args[1:])
+
+    failed = run_make(*base, env={"FAKE_JOB_EXIT": "3"})
+    assert failed.returncode != 0
 
 
 @pytest.mark.parametrize(
@@ -131,6 +128,9 @@ def test_failed_data_notebook_keeps_the_prepared_datasets_notebook(tmp_path):
               if output.get("output_type") == "error"]
     assert errors and "not UTF-8" in errors[0]["evalue"]
     assert hidden_files(executed.parent) == []
+    [line] = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+    assert line.startswith("make: 01_data_prep.ipynb: ") and "not UTF-8" in line
+    assert "01_data_prep.failed.ipynb" in line
 
 
 def test_preset_and_every_option_variable_reach_papermill_as_overrides(tmp_path, fake_python):
@@ -141,7 +141,7 @@ def test_preset_and_every_option_variable_reach_papermill_as_overrides(tmp_path,
     result = run_make("train-stateful", f"OUT={out}", f"PY={script}", f"STAMP={stamp}", "SRUN=s",
                       "PRESET=fast", "GRU=keras", "MINUTES=3", "TENSORBOARD=1", "CELL=lstm", "EPOCHS=2")
     assert result.returncode == 0, result.stderr
-    args = json.loads((out / "runs" / "s" / "03_train_stateful.ipynb").read_text())["fake_papermill"]
+    args = json.loads((out / "runs" / "s" / "03_train_stateful.ipynb").read_text())["fake_job"]
     pairs = list(zip(args, args[1:]))
     assert ("preset", "fast") in pairs and ("run_name", "s") in pairs
     overrides = yaml.safe_load(args[args.index("-y") + 1])["overrides"]
