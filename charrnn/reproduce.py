@@ -111,7 +111,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from charrnn.quiet import start_tensorflow
-
-    start_tensorflow()
     sys.exit(main())
