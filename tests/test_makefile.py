@@ -158,3 +158,36 @@ def test_generate_passes_the_prompt_verbatim(tmp_path, fake_python):
     assert result.returncode == 0, result.stderr
     args = json.loads(record.read_text())
     assert args[args.index("--prompt") + 1] == prompt and args[args.index("--n-chars") + 1] == "5"
+
+
+@pytest.mark.parametrize("target", ["train-stateless", "train-stateful"])
+def test_an_unknown_preset_stops_before_a_run_folder_exists(target, tmp_path, fake_python):
+    script, stamp = fake_python
+    out = tmp_path / "outputs"
+    (out / "data" / "tinyshakespeare").mkdir(parents=True)
+    (out / "data" / "tinyshakespeare" / "meta.json").write_text("{}")
+    result = run_make(target, f"OUT={out}", f"PY={script}", f"STAMP={stamp}", "PRESET=nonexistent")
+    assert result.returncode != 0
+    assert "PRESET=nonexistent is not a preset: choose one of fast geron gpu small" in result.stderr
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("variable, message", [
+    ("EPOCHS=0", "epochs must be"),
+    ("DROPOUT=abc", "dropout must be a number in [0, 1), got 'abc'"),
+])
+def test_an_error_in_a_training_notebook_is_one_line(variable, message, tmp_path, tiny_text):
+    from charrnn.data import prepare_data
+
+    out = tmp_path / "outputs"
+    prepare_data(tiny_text, out / "data" / "tinyshakespeare")
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    result = run_make("train-stateful", f"OUT={out}", f"PY={sys.executable}", f"STAMP={stamp}", "SRUN=bad",
+                      variable, "TIMEOUT=300")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+    assert len(lines) == 1 and lines[0].startswith("make: 03_train_stateful.ipynb: "), result.stderr
+    assert message in lines[0] and "03_train_stateful.failed.ipynb" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
