@@ -19,7 +19,10 @@ import sys
 from pathlib import Path
 
 from charrnn.corpus import OUTPUTS_DIR, PROJECT_ROOT
-from charrnn.runs import HISTORY_FILE, TIME_COLUMN, read_config, read_history
+from charrnn.quiet import start_tensorflow
+
+start_tensorflow()  # charrnn.runs imports TensorFlow: without its start-up logs in `make reproduce`
+from charrnn.runs import HISTORY_FILE, TIME_COLUMN, read_config, read_history  # noqa: E402
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = {False: "02_train_stateless.ipynb", True: "03_train_stateful.ipynb"}
