@@ -241,7 +241,7 @@ SEED_PROMPTS = ("ROMEO:", "the ")
 def corpus_prompts(prepared: PreparedData, preferred, length: int = 10) -> list[str]:
     """Texts for a notebook's demonstrations that this corpus's vocabulary can encode.
 
-    `preferred` (a list of texts, such as the seed's English ones) when the vocabulary
+    `preferred` (a list of texts, such as Géron's English ones) when the vocabulary
     has every character of them, as tiny Shakespeare's does; otherwise as many
     texts, each the first `length` characters of a line of the validation text.
     """

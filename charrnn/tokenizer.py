@@ -1,6 +1,6 @@
 """A character tokenizer: ids 1..vocab_size, 0 kept for padding and masking.
 
-Keras 3 dropped `keras.preprocessing.text.Tokenizer`; this keeps the seed's
+Keras 3 dropped `keras.preprocessing.text.Tokenizer`; this keeps Géron's
 behaviour (character level, lower-casing by default, ids from 1) and adds what
 large alphabets need:
 
