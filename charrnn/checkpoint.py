@@ -57,13 +57,18 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(run_dir: str | os.PathLike, model: keras.Model, state: TrainingState) -> Path:
-    """Write the checkpoint for `state.epochs_done` finished epochs, then drop the older ones."""
+def save_checkpoint(run_dir: str | os.PathLike, model: keras.Model, state: TrainingState,
+                    average=None) -> Path:
+    """Write the checkpoint for `state.epochs_done` finished epochs, then drop the older ones.
+
+    `average`: the run's `WeightAverage`, saved beside the model and optimizer variables.
+    """
     folder = Path(run_dir) / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"epoch-{state.epochs_done:05d}"
     arrays = {f"model/{i:04d}": np.asarray(v) for i, v in enumerate(model.variables)}
     arrays.update({f"optimizer/{i:04d}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
+    arrays.update(average.arrays() if average is not None else {})
     with atomic_path(folder / f"{stem}.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

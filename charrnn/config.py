@@ -56,12 +56,13 @@ class TrainConfig:
     validation_steps: int | None = None  # None: the whole validation split
     learning_rate: float = 1e-3  # Adam's default
     clipnorm: float | None = None  # gradient clipping by norm; None: off
-    ema_momentum: float | None = None  # validate and save a moving average of the weights; None: off
+    ema_momentum: float | None = None  # validate and save a warmed-up weight average (charrnn.averaging)
     weight_decay: float | None = None  # decoupled weight decay (AdamW), biases exempt; None: off
     seed: int = 42  # the random seed: same seed, same machine, same history
     early_stopping_patience: int | None = None  # epochs without val_loss progress; None: off
     max_minutes: float | None = None  # time budget for training (validation included); None: the epochs
     unigram_init: bool = False  # start the output biases at the training text's log frequencies
+    sampled_softmax: int | None = None  # train on this many classes drawn by frequency (None: all)
     lr_schedule: Literal["constant", "cosine"] = "constant"  # "cosine": to 5% over the budget or epochs
     tensorboard: bool = False  # write TensorBoard logs under <run>/logs
     strategy: Literal["none", "mirrored", "multiworker"] = "none"  # one device, local GPUs/CPUs, TF_CONFIG
@@ -71,6 +72,11 @@ class TrainConfig:
         for name, annotation in field_types().items():
             setattr(self, name, check_value(name, annotation, getattr(self, name)))
         check_layout(self.strategy, self.replicas, self.batch_size)
+        if self.sampled_softmax and not self.unigram_init:
+            # Measured (docs/recipes.md): from uniform logits, the draws by frequency are far from
+            # the model's distribution and training diverges, above uniform guessing.
+            raise ValueError("sampled_softmax needs unigram_init: true (the output layer starting at the "
+                             "character frequencies, where the frequency-drawn classes represent it well).")
 
     @classmethod
     def from_preset(cls, preset: str | None = "geron", *, stateful: bool = False, **overrides) -> TrainConfig:
@@ -92,6 +98,15 @@ class TrainConfig:
             raise ValueError(f"Unknown training parameters {unknown}: this config.json was written by "
                              "another version of charrnn.")
         return cls(**{key: value for key, value in record.items() if key != "data"})
+
+
+COSINE_FLOOR = 0.05  # lr_schedule="cosine" ends at 5% of the peak rate
+
+
+def cosine_rate(peak: float, progress: float) -> float:
+    """The learning rate at `progress` (0..1) of a cosine decay from `peak` to COSINE_FLOOR of it."""
+    progress = min(max(progress, 0.0), 1.0)
+    return peak * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def plain_name(value) -> bool:

@@ -7,9 +7,9 @@ MirroredStrategy it differs from one device (it draws one throwaway iterator, so
 reshuffling dataset trains on the next permutation; `clipnorm` clips each replica's part).
 
 The training loss, accuracy and gradient clipping are computed in one place, `make_steps`.
-Callbacks (Keras's progress line, TensorBoard, SwapEMAWeights, the caller's) get the events
-`fit` would give them; the run's records are plain calls in a fixed order: best.keras inside
-the validation window (SwapEMAWeights has the averaged weights in), then at the epoch's end
+Callbacks (Keras's progress line, TensorBoard, the caller's) get the events `fit` would give
+them; the run's records are plain calls in a fixed order: best.keras inside the validation
+window (with the weight average swapped in, `charrnn.averaging`), then at the epoch's end
 the history row, the stop decisions and the checkpoint of record, and only then the
 callbacks' `on_epoch_end` (a caller's callback that raises there finds the epoch saved).
 """
@@ -25,12 +25,12 @@ import keras
 import tensorflow as tf
 
 from charrnn.checkpoint import TrainingState, save_checkpoint
+from charrnn.config import cosine_rate
 from charrnn.model import reset_states
 from charrnn.runs import BEST_FILE, CHARS_COLUMN, HISTORY_FILE, TIME_COLUMN, save_model
 
 SEED_STRIDE = 7919  # replica r's dropout stream: the layer's seed + r * SEED_STRIDE
 EPOCH_DRAWS = 1 << 20  # each epoch's dropout draws start at epoch * EPOCH_DRAWS
-COSINE_FLOOR = 0.05  # lr_schedule="cosine" ends at 5% of the peak rate
 
 
 def _sums(y, logits):
@@ -41,8 +41,39 @@ def _sums(y, logits):
     return tf.reduce_mean(loss, axis=-1), tf.reduce_sum(tf.reduce_mean(hits, axis=-1)), count
 
 
-def make_steps(strategy, model, clipnorm: float | None):
-    """(train_step, eval_step, key_dropout): tf.functions of an iterator (or an epoch), across replicas."""
+def _sampled_sums(model, x, y, sampler):
+    """`_sums` for training with a sampled softmax: each target against `n` classes drawn from `log_q`.
+
+    The draws (with replacement, shared by the batch) are keyed by (seed, optimizer step), so a
+    resumed run and every replica draw the same ones. tf.nn.sampled_softmax_loss subtracts
+    log(expected count) from each logit; with the target's own draws kept (no removal of
+    "accidental hits"), the gradient tends to the full softmax's as n grows, and so does the loss
+    once the target's correction is added back. Accuracy would need the full logits: it is NaN.
+    """
+    n, log_q, seed = sampler
+    features = model.features(x, training=True)
+    flat = tf.reshape(features, [-1, features.shape[-1]])
+    labels = tf.reshape(tf.cast(y, tf.int64), [-1, 1])
+    step_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(model.optimizer.iterations, tf.int64)])
+    drawn = tf.random.stateless_categorical(log_q[None], n, seed=step_seed, dtype=tf.int64)[0]
+    expected = lambda ids: n * tf.exp(tf.gather(log_q, ids))  # noqa: E731
+    loss = tf.nn.sampled_softmax_loss(
+        tf.transpose(model.logits.kernel), model.logits.bias, labels, flat, n, model.vocab_size,
+        sampled_values=(drawn, expected(labels), expected(drawn)), remove_accidental_hits=False)
+    # The target's own log(expected count) is constant in the weights: taken off, the loss is the
+    # full softmax's, estimated.
+    loss -= tf.math.log(expected(labels[:, 0]))
+    per_sequence = tf.reduce_mean(tf.reshape(loss, tf.shape(y)), axis=-1)
+    count = tf.cast(tf.shape(y)[0], loss.dtype)
+    return per_sequence, tf.constant(math.nan, loss.dtype) * count, count
+
+
+def make_steps(strategy, model, clipnorm: float | None, sampler=None, average=None):
+    """(train_step, eval_step, key_dropout): tf.functions of an iterator (or an epoch), across replicas.
+
+    `sampler`: (n, log_q, seed) trains on a sampled softmax (`_sampled_sums`); validation is exact.
+    `average`: a `WeightAverage` updated after every step.
+    """
     optimizer = model.optimizer
     with strategy.scope():  # its slots now, not inside the first traced step
         optimizer.build(model.trainable_variables)
@@ -50,7 +81,8 @@ def make_steps(strategy, model, clipnorm: float | None):
     def train_replica(x, y):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            per_sequence, hits, count = _sums(y, model(x, training=True))
+            per_sequence, hits, count = (_sums(y, model(x, training=True)) if sampler is None
+                                         else _sampled_sums(model, x, y, sampler))
             total = context.all_reduce("SUM", count)  # the global batch (a pass's last one may be short)
             loss = tf.reduce_sum(per_sequence) / total
         grads = tape.gradient(loss, model.trainable_variables)
@@ -62,6 +94,8 @@ def make_steps(strategy, model, clipnorm: float | None):
             grads = [tf.clip_by_norm(g, clipnorm) / context.num_replicas_in_sync
                      for g in context.all_reduce("SUM", dense)]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if average is not None:
+            average.update(optimizer.iterations)
         return tf.stack([tf.reduce_sum(per_sequence), hits, count])
 
     def eval_replica(x, y):
@@ -133,12 +167,6 @@ class Clock:
         return self.budget_spent
 
 
-def cosine_rate(peak: float, progress: float) -> float:
-    """The learning rate at `progress` (0..1) of a cosine decay from `peak` to COSINE_FLOOR of it."""
-    progress = min(max(progress, 0.0), 1.0)
-    return peak * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def append_history(path: Path, epoch: int, logs: dict) -> None:
     """One row of history.csv: the epoch, then the columns in name order (the header starts a new file).
 
@@ -163,39 +191,36 @@ class TrainingLoop:
     """
 
     def __init__(self, config, model: keras.Model, state: TrainingState, steps: int, run_dir: Path, *,
-                 strategy=None, callbacks=(), verbose: int | str = 0, agree=None):
+                 strategy=None, callbacks=(), verbose: int | str = 0, agree=None, log_q=None, average=None):
         self.config, self.model, self.state, self.steps, self.run_dir = config, model, state, steps, run_dir
+        self.average = average  # validation (and so best.keras) sees the averaged weights
+        sampler = None if log_q is None else (config.sampled_softmax, tf.constant(log_q), config.seed)
         self.train_step, self.eval_step, self.key_dropout = make_steps(
-            strategy or tf.distribute.get_strategy(), model, config.clipnorm)
+            strategy or tf.distribute.get_strategy(), model, config.clipnorm, sampler, average)
         budget = None if config.max_minutes is None else 60.0 * config.max_minutes
         self.clock = Clock(state, config.batch_size * config.n_steps, budget, agree)
-        keras_pieces = []
-        if config.ema_momentum:  # validation (and so best.keras) sees the averaged weights
-            keras_pieces.append(keras.callbacks.SwapEMAWeights())
-        if config.tensorboard:
-            keras_pieces.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+        keras_pieces = [keras.callbacks.TensorBoard(str(run_dir / "logs"))] if config.tensorboard else []
         self.callbacks = keras.callbacks.CallbackList(
             [*keras_pieces, *callbacks], add_history=False, add_progbar=verbose != 0, model=model,
             verbose=verbose, epochs=config.epochs, steps=steps)
 
-    def fit(self, train_ds, val_ds, val_steps: int, restart_each_epoch: bool) -> None:
+    def fit(self, train_ds, val_ds, val_steps: int) -> None:
         """Train and validate every remaining epoch, until the last, the time budget or early stopping.
 
-        `restart_each_epoch`: a new iterator every epoch (stateful streams read from their start);
-        otherwise one iterator reads on through the epochs (stateless training's repeated, seeded
-        windows; stateful streams with random_offsets). Every worker runs the same steps: the stop
+        One iterator reads on through the epochs (`train_ds` runs on: stateless training's repeated,
+        seeded windows, the stateful streams' passes). Every worker runs the same steps: the stop
         decisions come from values equal on all of them (reduced losses, the chief's clock).
         """
         self.model.stop_training = False
         self.callbacks.on_train_begin()
         self.clock.start = time.perf_counter()
-        iterator = None if restart_each_epoch else iter(train_ds)
+        iterator = iter(train_ds)
         logs = {}
         for epoch in range(self.state.epochs_done, self.config.epochs):
             self.key_dropout(tf.constant(epoch, tf.int64))
             reset_states(self.model)  # a stateful model starts every epoch from zero states
             self.callbacks.on_epoch_begin(epoch)
-            logs = self.train_epoch(iter(train_ds) if restart_each_epoch else iterator)
+            logs = self.train_epoch(iterator)
             logs.update(self.validate(val_ds, val_steps, epoch))
             self._end_epoch(epoch, logs)
             if self.model.stop_training:
@@ -230,7 +255,9 @@ class TrainingLoop:
     def validate(self, dataset, steps: int, epoch: int) -> dict:
         """The val_ logs of `steps` batches; a new best val_loss saves best.keras with the weights it saw."""
         reset_states(self.model)
-        self.callbacks.on_test_begin()  # SwapEMAWeights puts the averaged weights in
+        self.callbacks.on_test_begin()
+        if self.average is not None:
+            self.average.swap()  # the averaged weights in
         iterator, sums = iter(dataset), tf.zeros(3)
         for _ in range(steps):
             sums += self.eval_step(iterator)
@@ -240,7 +267,9 @@ class TrainingLoop:
         if state.best_val_loss is None or logs["loss"] < state.best_val_loss:
             state.best_val_loss, state.best_epoch = logs["loss"], epoch
             save_model(self.model, self.run_dir / BEST_FILE)
-        self.callbacks.on_test_end(logs)  # ...and the trained ones back
+        if self.average is not None:
+            self.average.swap()  # ...and the trained ones back
+        self.callbacks.on_test_end(logs)
         return {f"val_{key}": value for key, value in logs.items()}
 
     def _end_epoch(self, epoch: int, logs: dict) -> None:
@@ -256,7 +285,7 @@ class TrainingLoop:
         append_history(self.run_dir / HISTORY_FILE, epoch, logs)
         state.epochs_done, state.train_seconds, state.train_chars = epoch + 1, logs[TIME_COLUMN], clock.chars
         state.last_row = {key: getattr(value, "item", lambda v=value: v)() for key, value in logs.items()}
-        save_checkpoint(self.run_dir, self.model, state)
+        save_checkpoint(self.run_dir, self.model, state, self.average)
         # The metrics only, as `fit` gives them: Keras's progress line prints every value as a
         # float (train_chars: 96000.0000), and the counts are in history.csv.
         self.callbacks.on_epoch_end(epoch, {key: value for key, value in logs.items()

@@ -78,11 +78,15 @@ class CharRNN(keras.Model):
             return self.embedding(ids)
         return keras.ops.one_hot(keras.ops.cast(ids, "int32") - 1, self.vocab_size)
 
-    def call(self, ids, training=False):
+    def features(self, ids, training=False):
+        """What the logits layer reads: the body's output at every time step (batch, time, units)."""
         x = self._inputs(ids)
         for layer in self.body:
             x = layer(x, training=training)
-        return self.logits(x)
+        return x
+
+    def call(self, ids, training=False):
+        return self.logits(self.features(ids, training=training))
 
     def step(self, ids, states):
         """One character per stream: ids (batch,) and the states → logits (batch, V) and new states.
@@ -198,16 +202,12 @@ def to_stateless(model: CharRNN) -> CharRNN:
     return stateless
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3, ema_momentum: float | None = None,
-                  weight_decay: float | None = None):
+def compile_model(model: keras.Model, learning_rate: float = 1e-3, weight_decay: float | None = None):
     """Adam on the cross-entropy of the logits, with accuracy as metric.
 
     Training runs `charrnn.loop`, which computes its loss, accuracy and gradient clipping
-    itself; the compiled loss and metric serve `model.evaluate` (and `fit`, for comparisons).
-
-    `ema_momentum`: Adam also keeps an exponential moving average of the weights (Keras's
-    `use_ema`); `keras.callbacks.SwapEMAWeights` evaluates with it, and
-    `optimizer.finalize_variable_values` puts it into the model at the end.
+    itself (and keeps the weight average, `charrnn.averaging`); the compiled loss and metric
+    serve `model.evaluate` (and `fit`, for comparisons).
 
     `weight_decay`: each step shrinks the kernels and embeddings by learning rate × weight_decay
     of themselves, apart from the gradient (AdamW's decoupled decay); biases are left alone.
@@ -215,9 +215,7 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3, ema_momentum:
     Bits per character are the loss / ln 2: the loop derives them from the epoch's losses;
     as a metric they would compute the softmax cross-entropy a second time every batch.
     """
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate, weight_decay=weight_decay,
-        use_ema=ema_momentum is not None, ema_momentum=ema_momentum or 0.99)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
     if weight_decay is not None:
         optimizer.exclude_from_weight_decay(var_names=["bias"])
     model.compile(

@@ -63,7 +63,7 @@ def shuffled_windows(
 ) -> tf.data.Dataset:
     """Batches of (X, Y) windows of `n_steps` characters, one every `shift` characters.
 
-    The same windows as the seed's `window()` / `flat_map()` chain, but the
+    The same windows as Géron's `window()` / `flat_map()` chain, but the
     dataset holds only window start offsets and gathers each batch from one
     constant tensor, which is much faster. `shuffle_buffer=None` shuffles all
     windows (the starts are small ints, so a full shuffle costs little).
@@ -100,11 +100,11 @@ def shuffled_windows(
 def stream_windows(ids, n_steps: int = 100, batch_size: int = 32) -> np.ndarray:
     """The stateful layout as an array of shape (n_batches, batch_size, n_steps + 1).
 
-    The ids are cut into `batch_size` contiguous parts (`np.array_split`, as the
-    seed did); each part into consecutive windows that overlap by one character
+    The ids are cut into `batch_size` contiguous parts (`np.array_split`, as Géron
+    did); each part into consecutive windows that overlap by one character
     (the last input of one window is the first of the next, so targets line up).
     Row i of batch k continues row i of batch k - 1 exactly. All parts yield the
-    same number of windows as the shortest, like the seed's `Dataset.zip`.
+    same number of windows as the shortest, like Géron's `Dataset.zip`.
     """
     ids = _check(ids, n_steps, batch_size, None, "The id sequence")
     parts = np.array_split(ids, batch_size)
@@ -133,11 +133,12 @@ def stateful_streams(
     """Batches for a stateful model: `batch_size` parallel streams read in order.
 
     `part=(index, count)`: one replica's streams, [index·b, (index+1)·b) with b = batch_size / count.
-    `offsets_seed`: every epoch cuts the text `epoch_offset(offsets_seed, epoch, n_steps)`
-    characters later (0..n_steps-1), so its windows end at other places than the last
-    epoch's; the dataset then runs on through the epochs from `first_epoch`, each
-    `count_stream_batches(len(ids) - n_steps + 1, ...)` batches long, or its first
-    `epoch_batches`. None: one epoch, the same windows every time (the seed).
+    `offsets_seed`: every pass over the streams cuts the text `epoch_offset(offsets_seed, pass,
+    n_steps)` characters later (0..n_steps-1), so its windows end at other places than the
+    last pass's; the dataset then runs on from `first_epoch`, an epoch being a pass of
+    `count_stream_batches(len(ids) - n_steps + 1, ...)` batches, or the next `epoch_batches`
+    of the passes (a long text is then validated several times a pass, and still read through).
+    None: one epoch, the same windows every time (Géron's).
     """
     ids = _check(ids, n_steps, batch_size, vocab_size, "The id sequence")
     if part is not None and batch_size % part[1]:
@@ -149,19 +150,18 @@ def stateful_streams(
         return dataset.map(_to_xy).prefetch(AUTOTUNE)
     usable = len(ids) - n_steps + 1  # room for every offset: each epoch has the same batches
     n_batches = count_stream_batches(usable, n_steps, batch_size)
-    n_batches = min(n_batches, epoch_batches or n_batches)
+    epoch_batches = min(n_batches, epoch_batches or n_batches)
     stream_windows(ids[:usable], n_steps, batch_size)  # the clear error if the streams are too short
     # Where np.array_split starts each of the streams (as stream_windows cuts them), this replica's.
     starts = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(usable), batch_size)])[:-1][rows]
     corpus = tf.constant(ids)
     window = tf.constant(starts[:, None] + np.arange(n_steps + 1)[None, :], tf.int64)
 
-    def one_epoch(epoch):
-        offset = _epoch_offset(offsets_seed, epoch, n_steps)
-        return tf.data.Dataset.range(n_batches).map(
-            lambda batch: tf.gather(corpus, offset + batch * n_steps + window))
+    def batch_at(index):  # the index-th batch since the first pass began
+        offset = _epoch_offset(offsets_seed, index // n_batches, n_steps)
+        return tf.gather(corpus, offset + index % n_batches * n_steps + window)
 
-    dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
+    dataset = tf.data.Dataset.range(first_epoch * epoch_batches, np.iinfo(np.int64).max).map(batch_at)
     return dataset.map(_to_xy).prefetch(AUTOTUNE)
 
 
@@ -172,5 +172,5 @@ def _epoch_offset(seed, epoch, n_steps: int):
 
 
 def epoch_offset(seed: int, epoch: int, n_steps: int) -> int:
-    """The characters `stateful_streams(offsets_seed=seed)` skips in `epoch`: 0..n_steps-1."""
+    """The characters `stateful_streams(offsets_seed=seed)` skips in pass `epoch`: 0..n_steps-1."""
     return int(_epoch_offset(seed, epoch, n_steps))

@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from charrnn.atomic import crash_point, write_text
+from charrnn.averaging import WeightAverage
 from charrnn.baselines import unigram_log_probabilities
 from charrnn.checkpoint import CHECKPOINT_DIR, TrainingState, load_checkpoint, restore
 from charrnn.config import TrainConfig
@@ -77,8 +78,9 @@ def make_datasets(config: TrainConfig, data: PreparedData, completed_epochs: int
         except ValueError as err:
             raise ValueError(f"The {split} split does not fit this config: {err}") from None
     train, val = datasets
-    if config.stateful:  # each epoch reads the streams from their start (or on, with random_offsets)
-        train = train if config.random_offsets else train.take(steps)
+    if config.stateful and not config.random_offsets:
+        # The passes back to back: an epoch is the next `steps` batches (a whole pass by default).
+        train = train.repeat().skip(completed_epochs * steps)
     if config.validation_steps:  # the first batches only, for quick runs
         val = val.take(config.validation_steps)
     return train, val, steps
@@ -179,7 +181,7 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
     tf.config.experimental.enable_op_determinism()
     # Everything that can refuse this config runs before the first record is written.
     train_ds, val_ds, steps = make_datasets(config, data, state.epochs_done)
-    model = _build(config, data, strategy, arrays)
+    model, average = _build(config, data, strategy, arrays)
     if arrays is None:
         # A fresh start: drop what an attempt that never finished an epoch may have left.
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
@@ -197,21 +199,22 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
             train_ds, val_ds = distribute_datasets(
                 strategy, lambda part: make_datasets(config, data, state.epochs_done, part)[:2])
         loop = TrainingLoop(config, model, state, steps, run_dir, strategy=strategy,
-                            callbacks=extra_callbacks, verbose=verbose, agree=chief_decision(strategy))
-        loop.fit(train_ds, val_ds, validation_batches(config, len(data.val_ids)),
-                 restart_each_epoch=config.stateful and not config.random_offsets)
+                            callbacks=extra_callbacks, verbose=verbose, agree=chief_decision(strategy),
+                            log_q=sampling_proposal(config, data), average=average)
+        loop.fit(train_ds, val_ds, validation_batches(config, len(data.val_ids)))
     if state.stop_reason:
         print(f"Stopped after epoch {state.epochs_done} by the {state.stop_reason}.")
-    # The averaged weights, also after a resume that had nothing left to train.
-    model.optimizer.finalize_variable_values(model.trainable_variables)
+    if average is not None:  # the averaged weights, also after a resume that had nothing left to train
+        average.finalize()
     save_model(model, run_dir / MODEL_FILE)
     crash_point("after-final-model")
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # only once the final model is safe
     return model, read_history(run_dir)
 
 
-def _build(config, data, strategy, arrays) -> keras.Model:
-    """The compiled model in `strategy`'s scope (None: one device), restored from a checkpoint's `arrays`."""
+def _build(config, data, strategy, arrays) -> tuple[keras.Model, WeightAverage | None]:
+    """The compiled model and its weight average (None without ema_momentum) in `strategy`'s scope
+    (None: one device), restored from a checkpoint's `arrays`."""
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(
@@ -220,16 +223,25 @@ def _build(config, data, strategy, arrays) -> keras.Model:
             batch_size=config.batch_size // strategy.num_replicas_in_sync if config.stateful else None,
             gru_kernel=config.gru_kernel, cell=config.cell,
         )
-        compile_model(model, config.learning_rate, ema_momentum=config.ema_momentum,
-                      weight_decay=config.weight_decay)  # the loop clips the gradients itself
+        compile_model(model, config.learning_rate, weight_decay=config.weight_decay)  # the loop clips
         if config.unigram_init:
             # The untrained model then predicts the character frequencies (the unigram baseline) instead
             # of a uniform guess: with thousands of characters that saves many epochs of learning counts.
             model.get_layer("logits").bias.assign(
                 unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32"))
+        average = WeightAverage(model, config.ema_momentum) if config.ema_momentum else None
         if arrays is not None:
             restore(model, arrays)
-    return model
+            if average is not None:
+                average.restore(arrays)
+    return model, average
+
+
+def sampling_proposal(config: TrainConfig, data: PreparedData):
+    """The log-frequencies a sampled softmax draws its classes from; None for the full softmax."""
+    if config.sampled_softmax is None or config.sampled_softmax >= data.tokenizer.vocab_size:
+        return None
+    return unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32")
 
 
 def batches_per_epoch(config: TrainConfig, n_train_ids: int) -> int:

@@ -89,7 +89,7 @@ def test_mirrored_matches_one_device_and_checkpoints_move_between_replica_counts
     m2, m1 = {"strategy": "mirrored", "replicas": 2}, {"strategy": "mirrored", "replicas": 1}
     dropout = {**m2, "dropout": 0.2}
     fast = {"stateful": True, "gru_kernel": "fused", "random_offsets": True, "ema_momentum": 0.9,
-            "weight_decay": 0.5}
+            "weight_decay": 0.5, "unigram_init": True, "sampled_softmax": 8}
     jobs = [  # the first mirrored job makes the 2 logical devices
         job("m2-stateless", **m2), job("m2-stateful", stateful=True, **m2),
         job("1to2", stop=0, **m1), job("1to2", **m2),  # stateless, resumed on 2 replicas

@@ -229,6 +229,21 @@ def test_random_offsets_resume_at_any_epoch_and_split_over_replicas(stream_ids):
             np.testing.assert_array_equal(X, np.concatenate([halves[0][e][b][0], halves[1][e][b][0]]))
 
 
+def test_short_epochs_read_on_through_the_pass_and_the_next_pass_moves_its_cut(stream_ids):
+    n_steps, batch_size, seed = 10, 4, 3
+    usable = len(stream_ids) - n_steps + 1
+    per_pass = count_stream_batches(usable, n_steps, batch_size)
+    short = per_pass // 2 + 1  # epochs that straddle the passes' boundaries
+    whole = [X for pass_ in epoch_windows(stateful_streams(
+        stream_ids, n_steps, batch_size, vocab_size=VOCAB, offsets_seed=seed), 3, per_pass) for X, _ in pass_]
+    chunks = [X for epoch in epoch_windows(stateful_streams(
+        stream_ids, n_steps, batch_size, vocab_size=VOCAB, offsets_seed=seed, epoch_batches=short),
+        5, short) for X, _ in epoch]
+    for X_whole, X_chunk in zip(whole, chunks):
+        np.testing.assert_array_equal(X_whole, X_chunk)
+    assert len(chunks) == 5 * short <= len(whole)
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -407,3 +407,54 @@ def test_unigram_init_starts_the_model_at_the_character_frequencies(tiny_data, t
     assert plain["val_bpc"][0] == pytest.approx(reference["uniform"], abs=0.3)
     assert counted["val_bpc"][0] == pytest.approx(reference["unigram"], abs=0.3)
     assert counted["val_bpc"][0] < plain["val_bpc"][0] - 0.5
+
+
+def test_the_sampled_softmax_loss_tends_to_the_full_softmax_loss():
+    from charrnn.loop import _sampled_sums, _sums
+    from charrnn.model import build_model
+
+    vocab_size = 39
+    model = compile_model(build_model(vocab_size, units=16, n_layers=1, dropout=0.0))
+    model.logits.bias.assign(np.random.default_rng(1).normal(0, 2, vocab_size).astype("float32"))
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(1, vocab_size + 1, (4, 30)), tf.int32)
+    y = tf.constant(rng.integers(0, vocab_size, (4, 30)), tf.int32)
+    full, _, count = _sums(y, model(x, training=True))
+    log_q = tf.constant(np.log(np.full(vocab_size, 1 / vocab_size)), tf.float32)
+    few, hits, _ = _sampled_sums(model, x, y, (8, log_q, 0))
+    many, _, _ = _sampled_sums(model, x, y, (200_000, log_q, 0))
+    np.testing.assert_allclose(many.numpy(), full.numpy(), rtol=0.01)  # the estimate converges...
+    assert np.abs(few.numpy() - full.numpy()).max() > 0.01  # ...and 8 draws of 39 are an estimate
+    assert math.isnan(float(hits)) and float(count) == 4
+
+
+def test_a_sampled_softmax_run_learns_validates_exactly_and_resumes_identically(tiny_data, tmp_path):
+    settings = {**TINY, "stateful": True, "n_steps": 20, "random_offsets": True, "sampled_softmax": 8,
+                "unigram_init": True}
+    model, history = train(TrainConfig(run_name="straight", **settings), tiny_data, tmp_path, verbose=0)
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    assert all(math.isnan(value) for value in history["accuracy"])  # needs the full logits: not computed
+    _, val, _ = make_datasets(TrainConfig(**settings), tiny_data)
+    saved = compile_model(keras.saving.load_model(tmp_path / "straight" / "model.keras"))
+    assert saved.evaluate(val, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        history["val_loss"][-1], rel=1e-5)  # validation is the full softmax
+    resumed = TrainConfig(run_name="resumed", **settings)
+    with pytest.raises(Interrupt):
+        train(resumed, tiny_data, tmp_path, extra_callbacks=(StopAfterEpoch(0),), verbose=0)
+    train(resumed, tiny_data, tmp_path, verbose=0)  # the draws are keyed by the restored step
+    assert history_lines(tmp_path / "resumed") == history_lines(tmp_path / "straight")
+    full = TrainConfig(run_name="full", **{**settings, "sampled_softmax": tiny_data.tokenizer.vocab_size})
+    _, full_history = train(full, tiny_data, tmp_path, verbose=0)  # as many as the alphabet: the full softmax
+    assert not math.isnan(full_history["accuracy"][0]) and full_history["loss"] != history["loss"]
+
+
+
+def test_the_sampled_classes_are_drawn_by_the_training_frequencies(tiny_data):
+    from charrnn.baselines import unigram_log_probabilities
+    from charrnn.train import sampling_proposal
+
+    vocab_size = tiny_data.tokenizer.vocab_size
+    log_q = sampling_proposal(TrainConfig(sampled_softmax=8, unigram_init=True), tiny_data)
+    np.testing.assert_allclose(log_q, unigram_log_probabilities(tiny_data.train_ids, vocab_size), rtol=1e-6)
+    full = TrainConfig(sampled_softmax=vocab_size, unigram_init=True)  # no fewer than the alphabet: full
+    assert sampling_proposal(full, tiny_data) is None and sampling_proposal(TrainConfig(), tiny_data) is None
