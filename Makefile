@@ -41,6 +41,9 @@ CMDLINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(
 TRAIN_PARAMS = -r preset "$$PRESET" -r dataset_name "$$DATASET" -p verbose 2 \
 	-y "overrides: $$($(PY) -m charrnn.config $(CMDLINE_VARS))"
 CHINESE_CORPUS ?= ../shared/data/shijing.txt# the large-alphabet rows of `make bench` (skipped if absent)
+PEER_CORPUS ?= ../shared/data/tangshi.txt# make bench-peer: the text, the recipe, the minutes of each side
+PEER_PRESET ?= fast
+PEER_MINUTES ?= 10
 
 # RUN, SRUN and DATASET name folders under $(OUT): refuse anything else before a target creates one.
 bad_name = $(if $(or $(findstring /,$(1)),$(filter .%,$(1)),$(word 2,$(1)),$(if $(strip $(1)),,empty)),bad)
@@ -59,7 +62,7 @@ check_preset = $(if $(wildcard configs/$(PRESET).yaml),,$(error PRESET=$(PRESET)
 	choose one of $(basename $(notdir $(wildcard configs/*.yaml))) (configs/<name>.yaml)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup native fonts data train-stateless train-stateful generate inspect reproduce test test-distributed test-signals kill-test lint bench bench-quality clean
+.PHONY: help setup native fonts data train-stateless train-stateful generate inspect reproduce test test-distributed test-signals kill-test lint bench bench-quality bench-peer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -132,12 +135,16 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
 BUDGETS ?= 10 20# bench-quality: training minutes per preset
-bench-quality: $(STAMP) ## validation loss each preset reaches in BUDGETS minutes (PRESETS, CELLS, CASED=1); outputs/bench/quality.json
+bench-quality: $(STAMP) ## validation loss each preset reaches in BUDGETS minutes (PRESETS, CELLS, CASED=1, CORPUS); outputs/bench/quality.json
 	$(PY) -m charrnn.bench_quality --budgets $(BUDGETS) $(if $(PRESETS),--presets $(PRESETS)) $(if $(CELLS),--cells $(CELLS)) \
-		$(if $(CASED),--cased) --out $(OUT)/bench/quality.json
+		$(if $(CASED),--cased) $(if $(CORPUS),--corpus "$$CORPUS_PATH") --out $(OUT)/bench/quality.json
 
 bench: $(STAMP) ## benchmarks against the reference's own code; table on stdout, JSON in outputs/bench/, docs/benchmarks.md
 	$(PY) -m charrnn.bench $(if $(wildcard $(CHINESE_CORPUS)),--chinese-corpus $(CHINESE_CORPUS))
+
+bench-peer: $(STAMP) ## PEER_PRESET beside a plain PyTorch port on PEER_CORPUS, PEER_MINUTES each; docs/peer.md
+	$(PY) -m charrnn.bench_peer --corpus $(PEER_CORPUS) --preset $(PEER_PRESET) --minutes $(PEER_MINUTES) \
+		--out $(OUT)/bench/peer.json
 
 clean: ## remove generated outputs (keeps .venv and the cached corpus)
 	find $(OUT) -mindepth 1 -maxdepth 1 ! -name README.md ! -name data -exec rm -rf {} +

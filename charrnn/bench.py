@@ -10,7 +10,8 @@ Rows:
   corpora     a large alphabet (--chinese-corpus, e.g. shijing.txt, 2,798 characters) vs tiny Shakespeare
               (39), the same 2xGRU(128) with embedding_dim="auto": stateful training and generation chars/s;
               and generation chars/s of the compiled step loop (backend="cpp") vs the XLA loop for both
-  vocab       stateful training chars/s and the logits' size per batch for 39..6,000 classes (random ids)
+  output      stateful training chars/s of the fast recipe at 1,000 / 3,000 / 7,354 classes (Zipf random
+              ids), full and sampled softmax, vs tiny Shakespeare's 39
   loop        stateful training chars/s of the training loop (charrnn.loop, every strategy's) vs `model.fit`,
               same model and data: tiny Shakespeare (one-hot) and 2,798 classes (embedding_dim="auto")
   distribute  training chars/s of the mirrored loop on 2 logical CPU devices vs 1 (each in a fresh process),
@@ -29,12 +30,11 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from charrnn.atomic import write_json
 from charrnn.bench_docs import DOCS_DIR, benchmarks_page, write_page
-from charrnn.bench_training import bench_distribute, bench_loop, replica_rate
+from charrnn.bench_training import bench_distribute, bench_loop, bench_output_layer, replica_rate
 from charrnn.corpus import OUTPUTS_DIR, load_corpus
 from charrnn.data import split_ids
 from charrnn.extras import cpp_loop
@@ -218,26 +218,10 @@ def bench_corpora(chinese_path, english_ids, english_tokenizer, quick):
     ]
 
 
-def bench_vocab(quick):
-    """Where the output layer puts the step: stateful training chars/s for growing vocabularies."""
-    rng = np.random.default_rng(0)
-    reference = None
-    rows = []
-    for vocab_size in (39, 1000, 3000, 6000):
-        ids = rng.integers(1, vocab_size + 1, size=200_000).astype(np.int32)
-        rate = stateful_training_rate(ids, vocab_size, quick)
-        reference = reference or rate
-        logits_mb = BATCH_SIZE * N_STEPS * vocab_size * 4 / 2**20  # float32 logits of one batch
-        rows.append({"name": f"stateful training, {vocab_size:,} classes vs 39 "
-                             f"(logits {logits_mb:,.0f} MB/batch, Dense {129 * vocab_size:,} weights)",
-                     "unit": "chars/s", "ours": rate, "reference": reference})
-    return rows
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["pipeline", "training", "generation", "corpora", "vocab",
+    parser.add_argument("--only", choices=["pipeline", "training", "generation", "corpora", "output",
                                            "loop", "distribute"],
                         action="append",
                         help="run only these rows (repeatable); default: all")
@@ -252,7 +236,7 @@ def main(argv=None) -> dict:
     if args.replica_rate:
         print(json.dumps(replica_rate(args.replica_rate, args.quick)))
         return {}
-    only = set(args.only or ["pipeline", "training", "generation", "corpora", "vocab", "loop", "distribute"])
+    only = set(args.only or ["pipeline", "training", "generation", "corpora", "output", "loop", "distribute"])
 
     text = load_corpus()
     tokenizer = CharTokenizer.fit(text)
@@ -269,8 +253,8 @@ def main(argv=None) -> dict:
             rows.extend(bench_corpora(args.chinese_corpus, train_ids, tokenizer, args.quick))
         else:
             print(f"corpora rows skipped: no --chinese-corpus file ({args.chinese_corpus})")
-    if "vocab" in only:
-        rows.extend(bench_vocab(args.quick))
+    if "output" in only:
+        rows.extend(bench_output_layer(train_ids, args.quick))
     if "loop" in only:
         rows.extend(bench_loop(train_ids, tokenizer, args.chinese_corpus, args.quick))
     if "distribute" in only:
@@ -279,7 +263,7 @@ def main(argv=None) -> dict:
         row["ratio"] = row["ours"] / row["reference"]
 
     print(f"{'benchmark':<58} {'unit':>10} {'charrnn':>12} {'reference':>12} {'ratio':>9}")
-    print("(reference: Géron's construction; for the corpora and vocab rows, tiny Shakespeare / 39 classes)")
+    print("(reference: Géron's construction; for the corpora and output rows, tiny Shakespeare / 39 classes)")
     for row in rows:
         print(f"{row['name']:<58} {row['unit']:>10} {row['ours']:>12,.1f} {row['reference']:>12,.1f} "
               f"{row['ratio']:>8.2f}x")

@@ -44,9 +44,10 @@ def benchmarks_page(result: dict) -> str:
 def quality_table(result: dict) -> str:
     """The short table of the README: bits/char per preset, cell, text and budget."""
     rows = [[f"`{row['preset']}`", row.get("cell", "gru"), row["data"], f"{row['budget_minutes']:g}",
-             f"{row['train_chars']:,}", f"{row['val_loss']:.4f}", f"{row['val_bpc']:.3f}"]
+             f"{row['train_chars']:,}", f"{row['val_loss']:.4f}", f"{row['val_bpc']:.3f}", _unigram(row)]
             for row in result["rows"]]
-    header = ["preset", "cell", "text", "minutes", "characters read", "val loss (nats)", "bits/char"]
+    header = ["preset", "cell", "text", "minutes", "characters read", "val loss (nats)", "bits/char",
+              "unigram bits/char"]
     return markdown_table(header, rows)
 
 
@@ -54,19 +55,24 @@ def quality_page(result: dict, figure: str | None = None) -> str:
     """docs/quality.md from `python -m charrnn.bench_quality`'s JSON: loss per preset and time budget."""
     rows = [[row["preset"], row.get("cell", "gru"), row["data"], f"{row['budget_minutes']:g}",
              f"{row['minutes']:.1f}", row["epochs"], f"{row['train_chars']:,}", f"{row['val_loss']:.4f}",
-             f"{row['val_bpc']:.4f}", f"{row['best_val_loss']:.4f}"] for row in result["rows"]]
+             f"{row['val_bpc']:.4f}", f"{row['best_val_loss']:.4f}", _unigram(row)] for row in result["rows"]]
     parts = [
         "# Validation loss per preset and training time",
         "Written by `make bench-quality`; do not edit by hand. Each preset trains from scratch as a "
-        "stateful run on tiny Shakespeare (last 10% held out), one run at a time; the loss is the "
-        "final epoch's validation cross-entropy in nats, bits/char = loss / ln 2.",
+        "stateful run on tiny Shakespeare (text: lower, cased) or the named corpus (last 10% held out), "
+        "one run at a time; the loss is the final epoch's validation cross-entropy in nats, "
+        "bits/char = loss / ln 2; the unigram baseline predicts each character by its training frequency.",
         machine_line(result.get("machine", {})),
         markdown_table(["preset", "cell", "text", "budget (min)", "minutes", "epochs", "characters",
-                        "val loss", "bits/char", "best val loss"], rows),
+                        "val loss", "bits/char", "best val loss", "unigram bits/char"], rows),
     ]
     if figure:
         parts.append(f"![validation bits per character against training time]({figure})")
     return "\n\n".join(parts) + "\n"
+
+
+def _unigram(row: dict) -> str:
+    return f"{row['unigram_bpc']:.3f}" if "unigram_bpc" in row else "—"
 
 
 def replace_block(path: Path, name: str, text: str) -> None:

@@ -5,8 +5,9 @@ scratch as a stateful run (notebook 03's model) on tiny Shakespeare, once per ti
 budget, and records the validation loss and bits/char of the final epoch and of the
 best one, with the minutes and characters it took.
 Data preparation is not timed. `--cased` adds each preset on the case-kept text
-(65 characters, the usual benchmark setting). Writes outputs/bench/quality.json
-(with the machine description) and prints a table. A benchmark, not a test: the
+(65 characters, the usual benchmark setting); `--corpus` trains on another text (rows
+labelled by its name, e.g. tangshi-lower); each row has its unigram baseline. Writes
+outputs/bench/quality.json (with the machine description) and prints a table. A benchmark, not a test: the
 default budgets of 10 and 20 minutes per preset take an hour or more.
 """
 
@@ -20,6 +21,7 @@ import platform
 from pathlib import Path
 
 from charrnn.atomic import write_json
+from charrnn.baselines import unigram_bits_per_char
 from charrnn.bench_docs import DOCS_DIR, quality_page, quality_table, replace_block, write_page
 from charrnn.config import TrainConfig
 from charrnn.corpus import OUTPUTS_DIR, find_corpus, read_text
@@ -128,15 +130,20 @@ def main(argv=None) -> dict:
         except ValueError as err:
             raise SystemExit(f"--presets: {err}") from None
 
-    text = read_text(find_corpus(args.corpus))[: args.max_chars]
+    path = find_corpus(args.corpus)
+    text = read_text(path)[: args.max_chars]
     work = args.out.parent / "quality"
-    variants = [("lower", True)] + ([("cased", False)] if args.cased else [])
+    # Tiny Shakespeare's rows are labelled by case; another corpus's by its name.
+    name = "" if args.corpus is None else path.stem + "-"
+    variants = [(name + "lower", True)] + ([(name + "cased", False)] if args.cased else [])
     rows = []
     for label, lower in variants:
         data = prepare_data(text, work / "data" / label, lower=lower)
+        unigram = unigram_bits_per_char(data.train_ids, data.val_ids, data.tokenizer.vocab_size)
         for preset in args.presets:
             for cell in args.cells:
-                rows += quality_runs(preset, args.budgets, data, work / "runs", label, args.prompt, cell)
+                rows += [{**row, "unigram_bpc": unigram} for row in
+                         quality_runs(preset, args.budgets, data, work / "runs", label, args.prompt, cell)]
 
     print(f"\n{'preset':<8} {'cell':<5} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
           f"{'val loss':>9} {'bits/char':>9} {'best':>7} {'at min':>7}")

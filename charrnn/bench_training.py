@@ -1,5 +1,7 @@
 """The training-loop and scale-out rows of `make bench` (`charrnn.bench` prints and records them).
 
+  output      stateful training chars/s of the fast recipe at 1,000 / 3,000 / 7,354 classes (Zipf random
+              ids), full and sampled softmax, vs tiny Shakespeare's 39
   loop        stateful training chars/s of the training loop (charrnn.loop, every strategy's) vs `model.fit`
   distribute  training chars/s of the mirrored loop on 2 logical CPU devices vs 1 (each in a fresh process),
               the gradient bytes all-reduced per step, and the on-paper speed-up of R real replicas
@@ -55,6 +57,60 @@ def loop_and_fit_rates(train_ids, vocab_size, quick) -> tuple[float, float]:
                 rate = (len(marks) - 1) * BATCH_SIZE * N_STEPS / (marks[-1] - marks[0])
                 best[name] = max(best[name], rate)
     return best["loop"], best["fit"]
+
+
+def recipe_training_rate(ids, vocab_size: int, sampled: int | None, quick: bool) -> float:
+    """Stateful training chars/s of the `fast` recipe's model and optimiser through `TrainingLoop`.
+
+    `sampled`: its sampled_softmax (None: the full softmax). Best round after a warm-up one.
+    """
+    from charrnn.averaging import WeightAverage
+    from charrnn.baselines import unigram_log_probabilities
+    from charrnn.checkpoint import TrainingState
+    from charrnn.config import TrainConfig
+    from charrnn.loop import TrainingLoop
+
+    config = TrainConfig.from_preset("fast", stateful=True, sampled_softmax=sampled)
+    model = compile_model(build_model(
+        vocab_size, config.units, config.n_layers, config.dropout, resolve_embedding_dim(
+            config.embedding_dim, vocab_size), stateful=True, batch_size=config.batch_size,
+        gru_kernel=config.gru_kernel), config.learning_rate, config.weight_decay)
+    log_q = unigram_log_probabilities(ids, vocab_size) if sampled and sampled < vocab_size else None
+    steps, rounds = (5, 1) if quick else (15, 2)
+    average = WeightAverage(model, config.ema_momentum) if config.ema_momentum else None
+    loop = TrainingLoop(config, model, TrainingState(), steps, run_dir=None, log_q=log_q, average=average)
+    iterator = iter(stateful_streams(ids, config.n_steps, config.batch_size, vocab_size=vocab_size).repeat())
+    loop.train_epoch(iterator)  # traces and warms up
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        loop.train_epoch(iterator)
+        seconds.append(time.perf_counter() - start)
+    return steps * config.batch_size * config.n_steps / min(seconds)
+
+
+def bench_output_layer(english_ids, quick, sampled: int = 1024):
+    """The output layer's share of a step: the fast recipe at 39..7,354 classes, full and sampled softmax.
+
+    The large alphabets read Zipf-distributed random ids (a character's frequency ~ 1/rank, as in text).
+    """
+    rng = np.random.default_rng(0)
+    english = recipe_training_rate(english_ids, int(english_ids.max()), None, quick)
+    rows = []
+    for vocab_size in (1000, 3000, 7354):
+        weights = 1.0 / np.arange(1, vocab_size + 1)
+        ids = rng.choice(np.arange(1, vocab_size + 1), size=300_000, p=weights / weights.sum())
+        ids = ids.astype(np.int32)
+        full = recipe_training_rate(ids, vocab_size, None, quick)
+        fewer = recipe_training_rate(ids, vocab_size, sampled, quick)
+        print(f"output layer, {vocab_size:,} classes: full {full:,.0f}, sampled {fewer:,.0f} chars/s; "
+              f"39 classes {english:,.0f}")
+        label = f"training, fast recipe, {vocab_size:,} classes"
+        rows += [{"name": f"{label}, full softmax vs 39 classes", "unit": "chars/s",
+                  "ours": full, "reference": english},
+                 {"name": f"{label}, sampled softmax ({sampled:,}) vs 39 classes", "unit": "chars/s",
+                  "ours": fewer, "reference": english}]
+    return rows
 
 
 def bench_loop(english_ids, english_tokenizer, chinese_path, quick):
