@@ -65,17 +65,17 @@ def recipe_training_rate(ids, vocab_size: int, sampled: int | None, quick: bool)
     `sampled`: its sampled_softmax (None: the full softmax). Best round after a warm-up one.
     """
     from charrnn.averaging import WeightAverage
-    from charrnn.baselines import unigram_log_probabilities
     from charrnn.checkpoint import TrainingState
     from charrnn.config import TrainConfig
     from charrnn.loop import TrainingLoop
+    from charrnn.train import sampling_proposal
 
     config = TrainConfig.from_preset("fast", stateful=True, sampled_softmax=sampled)
     model = compile_model(build_model(
         vocab_size, config.units, config.n_layers, config.dropout, resolve_embedding_dim(
             config.embedding_dim, vocab_size), stateful=True, batch_size=config.batch_size,
         gru_kernel=config.gru_kernel), config.learning_rate, config.weight_decay)
-    log_q = unigram_log_probabilities(ids, vocab_size) if sampled and sampled < vocab_size else None
+    log_q = sampling_proposal(config, ids, vocab_size)
     steps, rounds = (5, 1) if quick else (15, 2)
     average = WeightAverage(model, config.ema_momentum) if config.ema_momentum else None
     loop = TrainingLoop(config, model, TrainingState(), steps, run_dir=None, log_q=log_q, average=average)

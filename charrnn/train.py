@@ -200,7 +200,8 @@ def _fit(config, data, run_dir, record, state, arrays, extra_callbacks, verbose,
                 strategy, lambda part: make_datasets(config, data, state.epochs_done, part)[:2])
         loop = TrainingLoop(config, model, state, steps, run_dir, strategy=strategy,
                             callbacks=extra_callbacks, verbose=verbose, agree=chief_decision(strategy),
-                            log_q=sampling_proposal(config, data), average=average)
+                            log_q=sampling_proposal(config, data.train_ids, data.tokenizer.vocab_size),
+                            average=average)
         loop.fit(train_ds, val_ds, validation_batches(config, len(data.val_ids)))
     if state.stop_reason:
         print(f"Stopped after epoch {state.epochs_done} by the {state.stop_reason}.")
@@ -237,11 +238,11 @@ def _build(config, data, strategy, arrays) -> tuple[keras.Model, WeightAverage |
     return model, average
 
 
-def sampling_proposal(config: TrainConfig, data: PreparedData):
+def sampling_proposal(config: TrainConfig, train_ids, vocab_size: int):
     """The log-frequencies a sampled softmax draws its classes from; None for the full softmax."""
-    if config.sampled_softmax is None or config.sampled_softmax >= data.tokenizer.vocab_size:
+    if config.sampled_softmax is None or config.sampled_softmax >= vocab_size:
         return None
-    return unigram_log_probabilities(data.train_ids, data.tokenizer.vocab_size).astype("float32")
+    return unigram_log_probabilities(train_ids, vocab_size).astype("float32")
 
 
 def batches_per_epoch(config: TrainConfig, n_train_ids: int) -> int:
