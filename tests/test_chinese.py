@@ -92,7 +92,8 @@ def test_cli_drop_unknown_and_its_error(generation_run):
     dropped = run_cli("generate", "--run", str(generation_run), "--prompt", "the 关", "--n-chars", "5",
                       "--drop-unknown")
     assert dropped.returncode == 0, dropped.stderr[-2000:]
-    assert dropped.stdout.startswith("the 关") and len(dropped.stdout.rstrip("\n")) == 10
+    # The prompt, then 5 characters (a newline among them), then print's newline.
+    assert dropped.stdout.startswith("the 关") and len(dropped.stdout.removesuffix("\n")) == 10
 
 
 # Runs in a fresh interpreter that imports nothing but TensorFlow.
