@@ -85,14 +85,14 @@ def make_steps(strategy, model, clipnorm: float | None, sampler=None, average=No
                                          else _sampled_sums(model, x, y, sampler))
             total = context.all_reduce("SUM", count)  # the global batch (a pass's last one may be short)
             loss = tf.reduce_sum(per_sequence) / total
-        grads = tape.gradient(loss, model.trainable_variables)
+        # Embedding and sampled-softmax gradients come as IndexedSlices whose row counts can differ
+        # between replicas; the optimizer's collective sum then fails on a shape mismatch: densify.
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
         if clipnorm:
             # Clip the global gradient, as one device does (Keras would clip each replica's part):
             # sum it here, clip, and hand the optimizer 1/R of it, which it sums back.
-            # An Embedding's gradient comes as IndexedSlices: densified, it sums and divides like the others.
-            dense = [tf.convert_to_tensor(g) for g in grads]
             grads = [tf.clip_by_norm(g, clipnorm) / context.num_replicas_in_sync
-                     for g in context.all_reduce("SUM", dense)]
+                     for g in context.all_reduce("SUM", grads)]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         if average is not None:
             average.update(optimizer.iterations)
