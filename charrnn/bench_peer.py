@@ -28,17 +28,17 @@ from charrnn.bench_docs import DOCS_DIR, machine_line, markdown_table, write_pag
 from charrnn.corpus import OUTPUTS_DIR, read_text
 
 
-def torch_curve(data_dir: Path, config: dict, minutes: float, marks=()) -> dict:
-    """Run in a fresh process: the PyTorch port's validation curve, [(seconds, characters, bits/char)]."""
-    import torch
+def stream_windows(ids: np.ndarray, batch: int, steps: int, offset: int = 0) -> np.ndarray:
+    """(batches, batch, steps + 1) windows of `batch` parallel streams, as charrnn cuts them."""
+    parts = np.array_split(ids[offset:], batch)
+    count = (min(len(p) for p in parts) - 1) // steps
+    index = np.arange(count)[:, None] * steps + np.arange(steps + 1)[None, :]
+    return np.stack([p[index] for p in parts], axis=1).astype(np.int64)
+
+
+def port_model(config: dict, vocab: int):
+    """The PyTorch port: Embedding, dropout, a multi-layer nn.GRU, Linear; returns (logits, state)."""
     from torch import nn
-
-    from charrnn.config import cosine_rate
-    from charrnn.data import load_prepared
-
-    torch.manual_seed(config["seed"])
-    data = load_prepared(data_dir)
-    vocab, batch, steps = data.tokenizer.vocab_size, config["batch_size"], config["n_steps"]
 
     class Port(nn.Module):
         def __init__(self):
@@ -53,14 +53,25 @@ def torch_curve(data_dir: Path, config: dict, minutes: float, marks=()) -> dict:
             out, state = self.gru(self.dropout(self.embedding(ids)), state)
             return self.logits(out), state
 
-    def streams(ids, offset=0):
-        """(batches, batch, steps + 1) windows of `batch` parallel streams, as charrnn cuts them."""
-        parts = np.array_split(ids[offset:], batch)
-        count = (min(len(p) for p in parts) - 1) // steps
-        index = np.arange(count)[:, None] * steps + np.arange(steps + 1)[None, :]
-        return torch.from_numpy(np.stack([p[index] for p in parts], axis=1).astype(np.int64))
+    return Port()
 
-    model = Port()
+
+def torch_curve(data_dir: Path, config: dict, minutes: float, marks=()) -> dict:
+    """Run in a fresh process: the PyTorch port's validation curve, [(seconds, characters, bits/char)]."""
+    import torch
+    from torch import nn
+
+    from charrnn.config import cosine_rate
+    from charrnn.data import load_prepared
+
+    torch.manual_seed(config["seed"])
+    data = load_prepared(data_dir)
+    vocab, batch, steps = data.tokenizer.vocab_size, config["batch_size"], config["n_steps"]
+
+    def streams(ids, offset=0):
+        return torch.from_numpy(stream_windows(ids, batch, steps, offset))
+
+    model = port_model(config, vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"],
                                   weight_decay=config["weight_decay"] or 0.0)
     budget, rng = 60.0 * minutes, np.random.default_rng(config["seed"])
