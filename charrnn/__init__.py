@@ -1,12 +1,13 @@
 """charrnn: character-level GRU language models in TensorFlow 2 / Keras 3.
 
 The core, one job a module: `corpus` (finding and reading text), `data` (split,
-prepared folder), `tokenizer`,
-`pipelines` (tf.data), `model` (CharRNN and its step), `config` (TrainConfig), `train`,
-`checkpoint`, `runs` (run folders), `atomic` (safe writes), `sampling`, `generate`
-(the Generator), `reference` (Géron's functions), `export`, `baselines`, `layout`,
-`plots` and the CLI (`python -m charrnn`). `extras/`: FusedGRU, the compiled step loop
-and tf.distribute. `bench` and `bench_quality` are `make bench` and `make bench-quality`.
+prepared folder), `tokenizer`, `pipelines` (tf.data), `model` (CharRNN and its step),
+`config` (TrainConfig), `train`, `loop` (the training loop), `averaging` (the weight
+average), `checkpoint`, `runs` (run folders), `atomic` (safe writes), `sampling`, `generate`
+(the Generator), `reference` (Géron's functions), `export`, `baselines`, `ngram`, `layout`,
+`plots` and the CLI (`python -m charrnn`); notebook 05's `inspect`, `gates`, `features`,
+`inspect_views`; notebook 04's `sampler`. `extras/`: FusedGRU, the compiled step loop and
+tf.distribute. `bench*` are `make bench`, `make bench-quality` and `make bench-peer`.
 
 The names below are imported lazily, so `import charrnn` (and the CLI's `--help`)
 does not pay for starting TensorFlow, except in a Jupyter kernel (Jupyter, papermill): there

@@ -20,6 +20,7 @@ Rows:
 `compare_speed` is the generation timing notebook 04 prints.
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,9 @@ import os
 import time
 from pathlib import Path
 
+from charrnn.quiet import start_tensorflow
+
+start_tensorflow()  # before the imports below (E402): `make bench` without TensorFlow's start-up logs
 import keras
 import tensorflow as tf
 

@@ -106,6 +106,9 @@ def machine() -> dict:
 
 
 def main(argv=None) -> dict:
+    from charrnn.quiet import start_tensorflow
+
+    start_tensorflow()  # before charrnn.data and charrnn.train import it: no start-up logs
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["geron", "fast"],
