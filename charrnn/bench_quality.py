@@ -25,7 +25,7 @@ from charrnn.baselines import unigram_bits_per_char
 from charrnn.bench_docs import DOCS_DIR, quality_page, quality_table, replace_block, write_page
 from charrnn.config import TrainConfig
 from charrnn.corpus import OUTPUTS_DIR, find_corpus, read_text
-from charrnn.data import prepare_data
+from charrnn.data import corpus_prompts, prepare_data
 
 FIGURE = "quality-vs-minutes.png"  # in docs/, beside quality.md; the README shows it
 
@@ -118,7 +118,8 @@ def main(argv=None) -> dict:
                         help="train each preset with each cell type (gru)")
     parser.add_argument("--cased", action="store_true", help="also train each preset on the case-kept text")
     parser.add_argument("--corpus", help="corpus file (default: tiny Shakespeare, found as everywhere)")
-    parser.add_argument("--prompt", default="ROMEO:", help="what each final model continues (ROMEO:)")
+    parser.add_argument("--prompt", default="ROMEO:",
+                        help="what each final model continues (ROMEO:, else a line of the text)")
     parser.add_argument("--max-chars", type=int, help="use only the first characters (plumbing tests)")
     parser.add_argument("--out", type=Path, default=OUTPUTS_DIR / "bench" / "quality.json")
     parser.add_argument("--docs", type=Path, default=DOCS_DIR,
@@ -143,10 +144,11 @@ def main(argv=None) -> dict:
     for label, lower in variants:
         data = prepare_data(text, work / "data" / label, lower=lower)
         unigram = unigram_bits_per_char(data.train_ids, data.val_ids, data.tokenizer.vocab_size)
+        prompt = corpus_prompts(data, [args.prompt])[0]  # a corpus without "ROMEO:" gets one of its lines
         for preset in args.presets:
             for cell in args.cells:
                 rows += [{**row, "unigram_bpc": unigram} for row in
-                         quality_runs(preset, args.budgets, data, work / "runs", label, args.prompt, cell)]
+                         quality_runs(preset, args.budgets, data, work / "runs", label, prompt, cell)]
 
     print(f"\n{'preset':<8} {'cell':<5} {'text':<6} {'budget':>7} {'minutes':>8} {'epochs':>6} {'chars':>12} "
           f"{'val loss':>9} {'bits/char':>9} {'best':>7} {'at min':>7}")
