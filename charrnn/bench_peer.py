@@ -132,10 +132,24 @@ def charrnn_curve(data_dir: Path, preset: str, minutes: float, runs_dir: Path) -
         history["train_seconds"], history["train_chars"], history["val_loss"])]}
 
 
-def at_minute(curve: list, minute: float) -> tuple | None:
-    """The last validation at or before `minute` minutes, or None."""
+def at_minute(curve: list, minute: float, budget: float = math.inf) -> tuple | None:
+    """The last validation at or before `minute` minutes, or None; at the budget, the final one
+    (it follows the batch under way when the budget ends, a second or so past it)."""
+    if minute >= budget:
+        return curve[-1] if curve else None
     within = [point for point in curve if point[0] <= 60.0 * minute + 1e-6]
     return within[-1] if within else None
+
+
+def compare(sides: dict, marks, budget: float) -> list[dict]:
+    """Each side's validation at each mark, printed as it goes."""
+    rows = []
+    for minute in marks:
+        ours, theirs = (at_minute(sides[side]["curve"], minute, budget) for side in ("charrnn", "torch"))
+        rows.append({"minutes": minute, "charrnn": ours, "torch": theirs})
+        print(f"{minute:>5g} min  charrnn " + (f"{ours[1]:>10,} chars {ours[2]:.3f} bpc" if ours else "—")
+              + "   torch " + (f"{theirs[1]:>10,} chars {theirs[2]:.3f} bpc" if theirs else "—"))
+    return rows
 
 
 def main(argv=None) -> dict | None:
@@ -183,12 +197,7 @@ def main(argv=None) -> dict | None:
                    "--marks", *map(str, args.marks), "--corpus", str(args.corpus)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
-    rows = []
-    for minute in args.marks:
-        ours, theirs = (at_minute(sides[side]["curve"], minute) for side in ("charrnn", "torch"))
-        rows.append({"minutes": minute, "charrnn": ours, "torch": theirs})
-        print(f"{minute:>5g} min  charrnn " + (f"{ours[1]:>10,} chars {ours[2]:.3f} bpc" if ours else "—")
-              + "   torch " + (f"{theirs[1]:>10,} chars {theirs[2]:.3f} bpc" if theirs else "—"))
+    rows = compare(sides, args.marks, args.minutes)
     from charrnn.bench_quality import machine
 
     result = {"corpus": args.corpus.name, "vocab_size": data.tokenizer.vocab_size, "unigram_bpc": unigram,
@@ -212,7 +221,8 @@ def peer_page(result: dict) -> str:
         f"`{result['preset']}` recipe on {result['corpus']} ({result['vocab_size']:,} characters, last 10% "
         f"held out; unigram baseline {result['unigram_bpc']:.3f} bits/char), each side trained for "
         f"{result['minutes']:g} minutes, one at a time, from scratch. Each cell is the last validation "
-        "(whole held-out split, bits/char) at or before that minute, with the characters read; the "
+        "(whole held-out split, bits/char) at or before that minute, at the budget the final one, with "
+            "the characters read; the "
         "PyTorch side is the same model and schedule written plainly (charrnn/bench_peer.py).",
         machine_line(result.get("machine", {})),
         markdown_table(["minutes", "charrnn", "PyTorch port"], rows),

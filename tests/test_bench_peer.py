@@ -15,6 +15,8 @@ def test_each_minute_reads_the_last_validation_at_or_before_it():
     assert at_minute(curve, 1) == (60.0, 2000, 8.5)
     assert at_minute(curve, 0.25) is None
     assert at_minute(curve, 10) == (95.0, 3000, 8.0)
+    assert at_minute(curve, 1.5) == (60.0, 2000, 8.5)
+    assert at_minute(curve, 1.5, budget=1.5) == (95.0, 3000, 8.0), "the final one, just past the budget"
 
 
 def test_the_peer_page_is_written_from_the_json():
