@@ -52,7 +52,7 @@ def _sampled_sums(model, x, y, sampler):
     """
     n, log_q, seed = sampler
     features = model.features(x, training=True)
-    flat = tf.reshape(features, [-1, features.shape[-1]])
+    flat = tf.reshape(features, [-1, tf.shape(features)[-1]])  # the width may be unknown when traced
     labels = tf.reshape(tf.cast(y, tf.int64), [-1, 1])
     step_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(model.optimizer.iterations, tf.int64)])
     drawn = tf.random.stateless_categorical(log_q[None], n, seed=step_seed, dtype=tf.int64)[0]
