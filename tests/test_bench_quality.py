@@ -61,7 +61,7 @@ def test_a_new_measurement_replaces_only_its_own_rows():
 
 def test_another_corpus_gets_rows_of_its_name_and_a_sample_from_its_own_characters(tmp_path):
     corpus = tmp_path / "poems.txt"
-    corpus.write_text("关关雎鸠，在河之洲。\n窈窕淑女，君子好逑。\n" * 300, encoding="utf-8")
+    corpus.write_text("关关雎鸠，在河之洲。\n窈窕淑女，君子好逑。\n" * 1600, encoding="utf-8")
     (tmp_path / "docs").mkdir()
     result = main(["--presets", "geron", "--cells", "rnn", "--budgets", "0.02", "--corpus", str(corpus),
                    "--out", str(tmp_path / "quality.json"), "--docs", str(tmp_path / "docs")])
