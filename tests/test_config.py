@@ -14,8 +14,10 @@ import yaml
 from charrnn.config import (
     CONFIGS_DIR,
     MODES,
+    NOT_IN_PRESETS,
     TrainConfig,
     available_presets,
+    make_overrides,
     parse_settings,
     preset_values,
 )
@@ -166,3 +168,39 @@ def test_every_preset_builds_and_trains_a_few_steps(name, tiny_data, tmp_path):
     assert history["train_chars"] == [2 * small["batch_size"] * small["n_steps"]]
     recorded = json.loads((tmp_path / name / "config.json").read_text())
     assert recorded["preset"] == name
+
+
+# One setting per option, as a person types it (with what it needs beside it): a new TrainConfig
+# field adds its line here, and the test below proves make, the CLI and the notebooks all reach it.
+EXAMPLES = {
+    "cell": {"cell": "lstm"}, "units": {"units": "64"}, "n_layers": {"n_layers": "3"},
+    "gru_kernel": {"gru_kernel": "fused"}, "dropout": {"dropout": "0.1"},
+    "embedding_dim": {"embedding_dim": "16"}, "n_steps": {"n_steps": "50"},
+    "random_offsets": {"random_offsets": "true"}, "shift": {"shift": "2"},
+    "batch_size": {"batch_size": "16"}, "epochs": {"epochs": "3"}, "steps_per_epoch": {"steps_per_epoch": "7"},
+    "validation_steps": {"validation_steps": "5"}, "learning_rate": {"learning_rate": "2e-3"},
+    "clipnorm": {"clipnorm": "1"}, "ema_momentum": {"ema_momentum": "0.9"},
+    "weight_decay": {"weight_decay": "0.01"}, "seed": {"seed": "7"},
+    "early_stopping_patience": {"early_stopping_patience": "2"}, "max_minutes": {"max_minutes": "1.5"},
+    "unigram_init": {"unigram_init": "true"},
+    "sampled_softmax": {"sampled_softmax": "512", "unigram_init": "true"},
+    "lr_schedule": {"lr_schedule": "cosine"}, "tensorboard": {"tensorboard": "true"},
+    "strategy": {"strategy": "mirrored"}, "replicas": {"replicas": "2", "strategy": "mirrored"},
+}
+
+
+def test_every_option_has_an_example():
+    assert set(EXAMPLES) == set(DEFAULTS) - set(NOT_IN_PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_option_reaches_the_config_from_make_the_cli_and_the_notebooks(name):
+    from charrnn.__main__ import build_parser, training_config
+
+    settings = EXAMPLES[name]
+    wanted = TrainConfig.from_preset("geron", **settings)  # what the notebooks' `overrides` build
+    assert getattr(wanted, name) != getattr(TrainConfig.from_preset("geron"), name)
+    argv = ["train"] + [word for key, text in settings.items() for word in ("--set", f"{key}={text}")]
+    assert training_config(build_parser().parse_args(argv)) == wanted
+    environ = {key.upper(): text for key, text in settings.items()}  # `make ... UNITS=64`
+    assert TrainConfig.from_preset("geron", **make_overrides(list(environ), environ)) == wanted
