@@ -35,13 +35,14 @@ def show_sampler(generator: Generator, prompt: str, n_chars: int = 300, temperat
     """Print one sample for `prompt`, then display controls that generate more (returned)."""
     print(generator.generate(prompt, n_chars, temperature, top_k=top_k, seed=seed)[0])
     vocab = generator.vocab_size
+    labels = {"style": {"description_width": "8em"}}  # the default width cuts "temperature" short
     controls = {
-        "prompt": widgets.Textarea(value=prompt, description="prompt", rows=2),
+        "prompt": widgets.Textarea(value=prompt, description="prompt", rows=2, **labels),
         "temperature": widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
-                                           description="temperature"),
-        "top_k": widgets.IntSlider(value=top_k or 0, min=0, max=vocab, description="top-k (0: all)"),
+                                           description="temperature", **labels),
+        "top_k": widgets.IntSlider(value=top_k or 0, min=0, max=vocab, description="top-k (0: all)", **labels),
         "n_chars": widgets.IntSlider(value=n_chars, min=PIECE_CHARS, max=3000, step=PIECE_CHARS,
-                                     description="characters"),
+                                     description="characters", **labels),
     }
     button = widgets.Button(description="Generate", button_style="primary")
     output = widgets.HTML()
