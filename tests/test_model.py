@@ -153,6 +153,15 @@ def test_auto_input_is_one_hot_for_small_alphabets_and_an_embedding_above(vocab_
     assert (model.embedding is not None) is (expected is not None)
 
 
+def test_embedding_rows_start_from_a_unit_normal_and_survive_saving(tmp_path):
+    model = build_model(2798, units=8, n_layers=1, embedding_dim=64)  # docs/recipes.md, "Embeddings"
+    rows = model.embedding.embeddings.numpy()
+    assert abs(rows.mean()) < 0.02 and 0.97 < rows.std() < 1.03
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.embedding.embeddings.numpy(), rows)
+
+
 def test_one_hot_for_thousands_of_characters_is_never_silent():
     with pytest.warns(UserWarning, match="One-hot inputs 2798 wide"):
         assert resolve_embedding_dim(None, 2798) is None
