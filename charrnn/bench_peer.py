@@ -183,6 +183,9 @@ def main(argv=None) -> dict | None:
         print("bench-peer skipped: PyTorch is not installed (pip install torch==2.13.0, a CPU build).")
         return None
 
+    from charrnn.quiet import start_tensorflow
+
+    start_tensorflow()  # the machine record below imports it
     from charrnn.baselines import unigram_bits_per_char
     from charrnn.data import prepare_data
 
