@@ -162,12 +162,15 @@ def same_data(meta: dict, identity) -> bool:
             and all(meta.get(key) == value for key, value in identity.items()))
 
 
-def find_run_data(run_dir: str | os.PathLike, config: dict, outputs_dir: str | os.PathLike) -> Path:
+def find_run_data(run_dir: str | os.PathLike, config: dict,
+                  outputs_dir: str | os.PathLike | None = None) -> Path:
     """The prepared-data folder under `<outputs_dir>/data/` that the run in `run_dir` was trained on.
 
+    `outputs_dir=None`: the folder that holds the run's runs/ folder (<outputs>/runs/<run>).
     The run's config.json records its data identity ("data": corpus sha256, vocabulary size, case,
     split); folders with equal identities hold the same data, so the first by name is as good as any.
     """
+    outputs_dir = Path(run_dir).resolve().parents[1] if outputs_dir is None else outputs_dir
     identity, data_root = config.get("data"), Path(outputs_dir) / "data"
     if not isinstance(identity, dict) or not identity:
         raise ValueError(f"{run_dir}/config.json records no data identity ('data'): it was trained by an "

@@ -40,7 +40,8 @@ def show_sampler(generator: Generator, prompt: str, n_chars: int = 300, temperat
         "prompt": widgets.Textarea(value=prompt, description="prompt", rows=2, **labels),
         "temperature": widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
                                            description="temperature", **labels),
-        "top_k": widgets.IntSlider(value=top_k or 0, min=0, max=vocab, description="top-k (0: all)", **labels),
+        "top_k": widgets.IntSlider(value=top_k or 0, min=0, max=vocab, description="top-k (0: all)",
+                                   **labels),
         "n_chars": widgets.IntSlider(value=n_chars, min=PIECE_CHARS, max=3000, step=PIECE_CHARS,
                                      description="characters", **labels),
     }

@@ -164,6 +164,7 @@ def test_find_run_data_matches_the_recorded_identity(tmp_path):
         (tmp_path / "data" / name / "meta.json").write_text(json.dumps({**identity, "corpus_sha256": sha}))
     run = Run(tmp_path / "runs" / "r", None, None, {"data": identity}, {})
     assert find_run_data(run.path, run.config, tmp_path) == tmp_path / "data" / "mine"
+    assert find_run_data(run.path, run.config) == (tmp_path / "data" / "mine").resolve()  # beside runs/
     run.config["data"] = {**identity, "train_chars": 5}
     with pytest.raises(ValueError, match="No prepared data under .* matches run r.*notebook 01"):
         find_run_data(run.path, run.config, tmp_path)
